@@ -1,0 +1,12 @@
+"""lateo: latent-variable models on one statistics engine (JAX).
+
+Public API: explicit re-exports only. Importing lateo turns on float64 in
+JAX (see :mod:`lateo._config`).
+"""
+
+from . import _config  # noqa: F401  (precision policy and compilation cache)
+from .models.gaussian_mixture import GaussianMixture
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMixture", "__version__"]

@@ -1,0 +1,101 @@
+"""Input validation at the estimator boundary (DESIGN.md convention 8).
+
+Errors name the argument, what was expected, what was received and the fix.
+Nothing here modifies the caller's data: arrays are read and, where needed,
+copied.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import numpy as np
+
+
+def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 numpy array, or raise ``ValueError``.
+
+    Accepts numpy arrays, nested lists and pandas DataFrames (numeric
+    columns). Integer and boolean input is converted to float64.
+    """
+    if hasattr(X, "to_numpy") and hasattr(X, "columns"):
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} must be a 2-D array of numbers; could not convert it ({exc}).") from exc
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} must be real-valued; got complex data.")
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must contain numbers; got dtype {arr.dtype} ({exc}).") from exc
+    if arr.ndim != 2:
+        hint = " Reshape your data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample."
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D with shape {arr.shape}.{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty: got shape {arr.shape}; it needs at least one sample and one feature.")
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); remove or impute them before fitting.")
+    if arr.shape[0] < min_samples:
+        raise ValueError(f"{name} has n_samples={arr.shape[0]}, but at least {min_samples} are needed (one per component).")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features} features.")
+    return arr
+
+
+def check_int(value, *, name: str, low: int, high: int | None = None) -> int:
+    """An integer in ``[low, high]``, or a clear ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}.")
+    if value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {span}, got {value}.")
+    return int(value)
+
+
+def check_float(value, *, name: str, low: float = 0.0, inclusive: bool = True) -> float:
+    """A finite real number ``>= low`` (or ``> low``), or a clear ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    if value < low or (not inclusive and value == low):
+        op = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value}.")
+    return float(value)
+
+
+def check_option(value, *, name: str, options) -> str:
+    """One of ``options``, or a ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}.")
+    return value
+
+
+def check_random_key(random_state) -> jax.Array:
+    """Map ``random_state`` to a JAX PRNG key (DESIGN.md convention 4).
+
+    ``None`` draws fresh entropy; an int gives the same key every time; a
+    numpy ``RandomState``/``Generator`` is advanced by one draw; a JAX key is
+    used as is.
+    """
+    if random_state is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    elif isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
+        seed = int(random_state)
+        if seed < 0:
+            raise ValueError(f"random_state must be a non-negative integer, got {seed}.")
+    elif isinstance(random_state, np.random.RandomState):
+        seed = int(random_state.randint(2**31 - 1))
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(2**31 - 1))
+    elif isinstance(random_state, jax.Array):
+        return random_state
+    else:
+        raise ValueError(
+            f"random_state must be None, an int, a numpy RandomState/Generator or a JAX key; got {random_state!r}."
+        )
+    return jax.random.key(seed % (2**32))

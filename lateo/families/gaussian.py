@@ -1,0 +1,229 @@
+"""The multivariate Gaussian as an exponential family: statistics, M-step, log-density.
+
+For responsibilities ``r_ik`` (mixture components, or HMM state posteriors)
+the sufficient statistics of component ``k`` are the sums (seed 004, lecture
+1; Bishop 2006, section 9.2)::
+
+    n_k = sum_i r_ik,   s1_k = sum_i r_ik x_i,   s2_k = sum_i r_ik T2(x_i)
+
+with ``T2(x) = vech(x x^T)`` (the upper triangle, for ``full``/``tied``) or
+``x * x`` (for ``diag``/``spherical``). In natural-parameter form the
+log-density is one inner product with ``T(x) = (x, T2(x))``::
+
+    log N(x | mu, Sigma) = <x, P mu> + <T2(x), eta2(P)> + c,
+    c = -1/2 mu^T P mu + log|L| - D/2 log(2 pi),   P = Sigma^-1 = L L^T,
+
+so the E-step of all components is one matrix product ``T(X) eta^T + c`` and
+the statistics are another, ``r^T T(X)`` (DESIGN.md section 5). ``L`` is the
+Cholesky factor of the precision (scikit-learn's ``precisions_cholesky_``),
+obtained by a Cholesky factorisation of each covariance. The expanded
+quadratic form loses digits when the data are far from the origin, so callers
+centre the data first (the estimators subtract the data mean).
+
+Covariance shapes follow scikit-learn: ``full`` (K, D, D), ``tied`` (D, D),
+``diag`` (K, D), ``spherical`` (K,). ``precisions_cholesky`` has the same
+shapes (for ``diag``/``spherical`` it is ``1/sigma``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+class GaussianStats(NamedTuple):
+    """Sums of a weighted Gaussian sample (per component ``k``).
+
+    ``counts`` (K,) = sum r_ik; ``sum_x`` (K, D) = sum r_ik x_i;
+    ``sum_xx`` (K, P) = sum r_ik T2(x_i), P = D(D+1)/2 (full, tied) or D.
+    """
+
+    counts: jax.Array
+    sum_x: jax.Array
+    sum_xx: jax.Array
+
+
+class GaussianParams(NamedTuple):
+    """Component means (K, D) and precision Cholesky factors (shape by type)."""
+
+    means: jax.Array
+    precisions_cholesky: jax.Array
+
+
+def uses_vech(covariance_type: str) -> bool:
+    """Whether ``T2(x)`` is the full ``vech(x x^T)`` (full, tied) or ``x*x``."""
+    return covariance_type in ("full", "tied")
+
+
+def second_moment_features(X, covariance_type: str):
+    """``T2(X)``: ``vech(x x^T)`` rows (upper triangle, row-major) or ``X * X``."""
+    if not uses_vech(covariance_type):
+        return X * X
+    rows, cols = np.triu_indices(X.shape[-1])
+    return X[..., rows] * X[..., cols]
+
+
+def features(X, covariance_type: str):
+    """``T(X) = [X, T2(X)]``, shape (N, D + P): the data's sufficient features."""
+    return jnp.concatenate([X, second_moment_features(X, covariance_type)], axis=-1)
+
+
+def unvech(v, dim: int):
+    """Symmetric (…, D, D) matrices from their row-major upper triangles (…, P)."""
+    rows, cols = np.triu_indices(dim)
+    out = jnp.zeros(v.shape[:-1] + (dim, dim), v.dtype)
+    out = out.at[..., rows, cols].set(v)
+    return out.at[..., cols, rows].set(v)
+
+
+def vech_coefficients(M, covariance_type: str):
+    """Coefficients ``c`` with ``<T2(x), c> = x^T M x`` for symmetric ``M``.
+
+    Off-diagonal entries count twice in the quadratic form. For diag and
+    spherical ``M`` is given by its diagonal (…, D).
+    """
+    if not uses_vech(covariance_type):
+        return M
+    dim = M.shape[-1]
+    rows, cols = np.triu_indices(dim)
+    return M[..., rows, cols] * jnp.where(rows == cols, 1.0, 2.0).astype(M.dtype)
+
+
+def weighted_stats(feats, resp, n_features: int) -> GaussianStats:
+    """Statistics from features ``T(X)`` (N, D+P) and weights ``resp`` (N, K).
+
+    One matrix product ``resp^T T(X)``; padding rows must carry zero weight.
+    """
+    moments = resp.T @ feats
+    return GaussianStats(resp.sum(axis=0), moments[:, :n_features], moments[:, n_features:])
+
+
+def _precision_matrices(prec_chol, covariance_type: str, n_components: int, dim: int):
+    """Precisions in the shape the natural parameters need: (K, D, D) or (K, D)."""
+    if covariance_type == "full":
+        return prec_chol @ jnp.swapaxes(prec_chol, -1, -2)
+    if covariance_type == "tied":
+        return jnp.broadcast_to(prec_chol @ prec_chol.T, (n_components, dim, dim))
+    if covariance_type == "diag":
+        return prec_chol**2
+    return jnp.broadcast_to((prec_chol**2)[:, None], (n_components, dim))
+
+
+def log_det_cholesky(prec_chol, covariance_type: str, dim: int):
+    """``log|L|`` per component: half the log-determinant of the precision."""
+    if covariance_type == "full":
+        return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+    if covariance_type == "tied":
+        return jnp.sum(jnp.log(jnp.diag(prec_chol)))
+    if covariance_type == "diag":
+        return jnp.sum(jnp.log(prec_chol), axis=-1)
+    return dim * jnp.log(prec_chol)
+
+
+def natural_parameters(params: GaussianParams, covariance_type: str):
+    """``(eta, c)`` with ``log N(x) = T(x) eta^T + c``; eta (K, D+P), c (K,)."""
+    means, prec_chol = params
+    n_components, dim = means.shape
+    prec = _precision_matrices(prec_chol, covariance_type, n_components, dim)
+    if uses_vech(covariance_type):
+        eta1 = jnp.einsum("kde,ke->kd", prec, means)
+    else:
+        eta1 = prec * means
+    eta2 = vech_coefficients(-0.5 * prec, covariance_type)
+    log_det = jnp.broadcast_to(log_det_cholesky(prec_chol, covariance_type, dim), (n_components,))
+    const = -0.5 * jnp.sum(eta1 * means, axis=-1) + log_det - 0.5 * dim * math.log(2 * math.pi)
+    return jnp.concatenate([eta1, eta2], axis=-1), const
+
+
+def log_prob(X, params: GaussianParams, covariance_type: str):
+    """``log N(x_i | mu_k, Sigma_k)`` for all rows and components: (N, K)."""
+    eta, const = natural_parameters(params, covariance_type)
+    return features(X, covariance_type) @ eta.T + const
+
+
+def covariances_from_stats(stats: GaussianStats, means, covariance_type: str, reg_covar, extra=None):
+    """Scatter ``sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` per component, plus ``reg_covar``.
+
+    Maximum likelihood: ``Sigma_k = s2_k / n_k - mu_k mu_k^T`` (scikit-learn's
+    ``_estimate_gaussian_covariances_*``; ``tied`` pools the scatter over
+    components and divides by n; ``spherical`` averages the diagonal).
+    ``counts`` are regularised by ``10 eps`` as in scikit-learn so that an
+    empty component yields ``reg_covar`` rather than 0/0.
+    """
+    counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    dim = means.shape[-1]
+    if uses_vech(covariance_type):
+        second = unvech(stats.sum_xx, dim)
+        outer = means[:, :, None] * means[:, None, :]
+        eye = jnp.eye(dim, dtype=means.dtype)
+        if covariance_type == "full":
+            return second / counts[:, None, None] - outer + reg_covar * eye
+        scatter = jnp.sum(second, axis=0) - jnp.einsum("k,kde->de", counts, outer)
+        return scatter / jnp.sum(counts) + reg_covar * eye
+    var = stats.sum_xx / counts[:, None] - means**2 + reg_covar
+    return var if covariance_type == "diag" else jnp.mean(var, axis=-1)
+
+
+def ml_means(stats: GaussianStats):
+    """``mu_k = s1_k / (n_k + 10 eps)`` (scikit-learn's guard for empty components)."""
+    counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    return stats.sum_x / counts[:, None]
+
+
+def _safe_full_cholesky(cov, reg_floor):
+    """Lower Cholesky factor; a non-positive-definite matrix falls back to its
+    clipped diagonal plus ``reg_floor`` instead of producing NaN."""
+    chol = jnp.linalg.cholesky(cov)
+    bad = jnp.any(~jnp.isfinite(chol), axis=(-2, -1), keepdims=True)
+    fallback = jnp.sqrt(jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), 0.0) + reg_floor)
+    diag_chol = fallback[..., :, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return jnp.where(bad, diag_chol, chol)
+
+
+def precisions_cholesky(covariances, covariance_type: str, reg_floor=0.0):
+    """Precision Cholesky factors from covariances, as scikit-learn computes them.
+
+    ``full``/``tied``: ``L = (chol(Sigma)^-1)^T`` (upper triangular), so that
+    ``P = L L^T``; ``diag``/``spherical``: ``1/sqrt(Sigma)``. A covariance
+    that is not positive definite (a collapsed component with
+    ``reg_covar = 0``) is replaced by its clipped diagonal plus
+    ``reg_floor`` (at least machine epsilon), so no NaN escapes.
+    """
+    floor = jnp.maximum(reg_floor, jnp.finfo(covariances.dtype).eps)
+    if uses_vech(covariance_type):
+        chol = _safe_full_cholesky(covariances, floor)
+        eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
+        return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+    return 1.0 / jnp.sqrt(jnp.where(covariances > 0, covariances, floor))
+
+
+def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
+    """Inverse map: ``Sigma = (L L^T)^-1`` or ``1 / L^2``."""
+    if uses_vech(covariance_type):
+        eye = jnp.broadcast_to(jnp.eye(prec_chol.shape[-1], dtype=prec_chol.dtype), prec_chol.shape)
+        inv_l = solve_triangular(jnp.swapaxes(prec_chol, -1, -2), eye, lower=True)
+        return jnp.swapaxes(inv_l, -1, -2) @ inv_l
+    return 1.0 / prec_chol**2
+
+
+def ml_m_step(stats: GaussianStats, covariance_type: str, reg_covar):
+    """Maximum-likelihood Gaussian parameters ``(means, covariances)`` from sums."""
+    means = ml_means(stats)
+    return means, covariances_from_stats(stats, means, covariance_type, reg_covar)
+
+
+def n_covariance_parameters(covariance_type: str, n_components: int, dim: int) -> int:
+    """Free covariance parameters (for BIC/AIC), as scikit-learn counts them."""
+    return {
+        "full": n_components * dim * (dim + 1) // 2,
+        "tied": dim * (dim + 1) // 2,
+        "diag": n_components * dim,
+        "spherical": n_components,
+    }[covariance_type]
