@@ -205,10 +205,9 @@ def precisions_cholesky(covariances, covariance_type: str, reg_floor=0.0):
 
 
 def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
-    """Inverse map: ``Sigma = (L L^T)^-1`` or ``1 / L^2``."""
+    """Inverse map: ``Sigma = (L L^T)^-1 = L^-T L^-1`` or ``1 / L^2``."""
     if uses_vech(covariance_type):
-        eye = jnp.broadcast_to(jnp.eye(prec_chol.shape[-1], dtype=prec_chol.dtype), prec_chol.shape)
-        inv_l = solve_triangular(jnp.swapaxes(prec_chol, -1, -2), eye, lower=True)
+        inv_l = jnp.linalg.inv(prec_chol)  # L may be upper (from covariances) or lower (user precisions)
         return jnp.swapaxes(inv_l, -1, -2) @ inv_l
     return 1.0 / prec_chol**2
 

@@ -1,0 +1,31 @@
+"""Shared test setup: a project-local JAX compilation cache and shared data."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("LATEO_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import lateo  # noqa: E402,F401  (turns on float64 before any test builds arrays)
+
+
+@pytest.fixture(scope="session")
+def faithful():
+    """Old Faithful (272 x 2) as a float array."""
+    from lateo.datasets import load_old_faithful
+
+    return load_old_faithful(as_frame=False)
+
+
+@pytest.fixture(scope="session")
+def blobs3():
+    """500 x 3 data from 3 overlapping, anisotropic Gaussian clusters, offset from 0."""
+    rng = np.random.default_rng(42)
+    means = np.array([[0.0, 0.0, 0.0], [3.0, 1.0, -1.0], [-2.0, 3.0, 2.0]]) + 10.0
+    covs = [np.diag([1.0, 0.5, 2.0]), np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 0.8]]), 0.4 * np.eye(3)]
+    labels = rng.integers(3, size=500)
+    X = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in labels])
+    return X
