@@ -5,8 +5,10 @@ JAX (see :mod:`lateo._config`).
 """
 
 from . import _config  # noqa: F401  (precision policy and compilation cache)
+from .exceptions import ConvergenceWarning, NotFittedError
 from .models.gaussian_mixture import GaussianMixture
+from .models.kmeans import KMeans
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["ConvergenceWarning", "GaussianMixture", "KMeans", "NotFittedError", "__version__"]

@@ -11,32 +11,42 @@ import numbers
 
 import jax
 import numpy as np
+from scipy import sparse as sp_sparse
 
 
-def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None) -> np.ndarray:
-    """Return ``X`` as a finite 2-D float64 numpy array, or raise ``ValueError``.
+def check_array(
+    X, *, name: str = "X", min_samples: int = 1, n_features: int | None = None, estimator: str = "the model"
+) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 numpy array, or raise.
 
     Accepts numpy arrays, nested lists and pandas DataFrames (numeric
-    columns). Integer and boolean input is converted to float64.
+    columns). Integer and boolean input is converted to float64. Raises
+    ``TypeError`` for sparse matrices and non-numeric entries,
+    ``ValueError`` for everything else (messages follow scikit-learn's
+    wording where its conformance checks look for it).
     """
     if hasattr(X, "to_numpy") and hasattr(X, "columns"):
         X = X.to_numpy()
+    if sp_sparse.issparse(X):
+        raise TypeError(f"Sparse data is not supported for {name}; convert it to a dense array with {name}.toarray().")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"{name} must be a 2-D array of numbers; could not convert it ({exc}).") from exc
     if arr.dtype.kind == "c":
-        raise ValueError(f"{name} must be real-valued; got complex data.")
+        raise ValueError(f"{name} contains complex values: Complex data not supported; pass real numbers.")
     if arr.dtype.kind not in "biuf":
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must contain numbers; got dtype {arr.dtype} ({exc}).") from exc
+            raise TypeError(f"{name} must contain numbers only; converting dtype {arr.dtype} failed: {exc}.") from exc
     if arr.ndim != 2:
         hint = " Reshape your data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample."
         raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D with shape {arr.shape}.{hint}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty: got shape {arr.shape}; it needs at least one sample and one feature.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty: 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
     arr = np.asarray(arr, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         bad = int(np.sum(~np.isfinite(arr)))
@@ -44,7 +54,10 @@ def check_array(X, *, name: str = "X", min_samples: int = 1, n_features: int | N
     if arr.shape[0] < min_samples:
         raise ValueError(f"{name} has n_samples={arr.shape[0]}, but at least {min_samples} are needed (one per component).")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features} features.")
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but {estimator} is expecting {n_features} features as input "
+            "(the number it was fitted with)."
+        )
     return arr
 
 

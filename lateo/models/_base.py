@@ -13,7 +13,25 @@ from ..exceptions import NotFittedError
 
 
 class ParamsMixin:
-    """``get_params``/``set_params``/``__repr__`` from the ``__init__`` signature."""
+    """``get_params``/``set_params``/``__repr__`` from the ``__init__`` signature.
+
+    ``_estimator_type`` ("density_estimator", "clusterer", ...) feeds
+    ``__sklearn_tags__``, which scikit-learn's ``check_estimator`` and
+    meta-estimators read; scikit-learn itself stays an optional dependency.
+    """
+
+    _estimator_type: str | None = None
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        transformer = TransformerTags(preserves_dtype=["float64"]) if hasattr(self, "transform") else None
+        return Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=False),
+            transformer_tags=transformer,
+            input_tags=InputTags(),
+        )
 
     @classmethod
     def _param_names(cls) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..core.blocks import Blocks, to_block_rows
 from ..families import conjugate, gaussian
+from . import kmeans as _kmeans
 
 from ._mixture_em import (
     MixtureHyper,
@@ -92,21 +93,15 @@ def _precision_cholesky_from_precisions(p, covariance_type):
 def _resp_stats(est, key, blocks: Blocks):
     """Statistics of the initial responsibilities chosen by ``init_params``."""
     k, ct, method = est.n_components, est.covariance_type, est.init_params
-    n = int(blocks.n_samples)
     if method == "kmeans":
-        from . import kmeans as _kmeans  # TODO(lead): module-level once kmeans lands
-
         labels = _kmeans.kmeans_fit(key, blocks, k, n_init=1)[1]
         return stats_from_labels(blocks, to_block_rows(np.asarray(labels, np.int32), blocks), k, ct)
     if method == "random":
         return stats_from_random_resp(key, blocks, k, ct)
     if method == "k-means++":
-        from . import kmeans as _kmeans  # TODO(lead)
-
         points = _kmeans.kmeans_plusplus(key, blocks, k)[0]
     else:
-        idx = jax.random.choice(key, n, (k,), replace=False)
-        points = blocks.X.reshape(-1, blocks.X.shape[-1])[idx]
+        points = _kmeans.random_rows(key, blocks, k)
     return stats_from_points(points, ct)
 
 

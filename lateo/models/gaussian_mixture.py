@@ -77,6 +77,8 @@ class GaussianMixture(ParamsMixin):
     n_features_in_ : int
     """
 
+    _estimator_type = "density_estimator"
+
     def __init__(
         self,
         n_components=1,
@@ -201,7 +203,7 @@ class GaussianMixture(ParamsMixin):
     def _score(self, X):
         """Per-row ``log p(x)`` and log-responsibilities for new data."""
         check_is_fitted(self, "means_")
-        X = check_array(X, name="X", n_features=self.n_features_in_)
+        X = check_array(X, name="X", n_features=self.n_features_in_, estimator=type(self).__name__)
         dtype = resolve_dtype(self.dtype)
         shift = self.weights_ @ self.means_
         blocks = make_blocks(X, self._block_size(X.shape), shift=shift, dtype=dtype)
@@ -234,12 +236,12 @@ class GaussianMixture(ParamsMixin):
 
     def bic(self, X):
         """Bayesian information criterion ``-2 log L + p log n`` (lower is better)."""
-        X = check_array(X, name="X", n_features=self.n_features_in_)
+        X = check_array(X, name="X", n_features=self.n_features_in_, estimator=type(self).__name__)
         return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
 
     def aic(self, X):
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
-        X = check_array(X, name="X", n_features=self.n_features_in_)
+        X = check_array(X, name="X", n_features=self.n_features_in_, estimator=type(self).__name__)
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
 
     def sample(self, n_samples=1):
