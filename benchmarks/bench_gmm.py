@@ -30,7 +30,10 @@ def make_data(n, d, k, seed=0):
     centers = rng.normal(scale=4.0, size=(k, d))
     labels = rng.integers(k, size=n)
     A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    X = centers[labels] + np.einsum("nd,nde->ne", rng.normal(size=(n, d)), A[labels]) + 5.0
+    X = rng.normal(size=(n, d))
+    for j in range(k):  # component by component: no N x D x D temporary
+        rows = labels == j
+        X[rows] = X[rows] @ A[j] + centers[j] + 5.0
     idx = rng.choice(n, k, replace=False)
     init = dict(
         weights_init=np.full(k, 1.0 / k),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 from ..exceptions import NotFittedError
 
 
@@ -61,6 +63,15 @@ class ParamsMixin:
             if not same:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def feature_names(X):
+    """Column names of a DataFrame whose columns are all strings, else ``None``
+    (scikit-learn's ``feature_names_in_`` rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not all(isinstance(c, str) for c in columns):
+        return None
+    return np.asarray(list(columns), dtype=object)
 
 
 def _safe_equal(a, b) -> bool:

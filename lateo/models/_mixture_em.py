@@ -124,6 +124,16 @@ def score_rows(params: MixtureParams, blocks: Blocks, covariance_type: str):
     return block_rows(partial(_block_score, covariance_type=covariance_type), blocks, params)
 
 
+def _block_labels(xb, params, covariance_type):
+    return jnp.argmax(weighted_log_prob(xb, params, covariance_type), axis=1)
+
+
+@partial(jax.jit, static_argnames=("covariance_type",))
+def label_rows(params: MixtureParams, blocks: Blocks, covariance_type: str):
+    """Most probable component per row, without materialising (N, K) arrays."""
+    return block_rows(partial(_block_labels, covariance_type=covariance_type), blocks, params)
+
+
 def _block_label_stats(xb, wb, labels, n_components, covariance_type):
     resp = jax.nn.one_hot(labels, n_components, dtype=xb.dtype) * wb[:, None]
     return gaussian.weighted_stats(gaussian.features(xb, covariance_type), resp, xb.shape[-1])

@@ -24,8 +24,8 @@ from ..core.progress import check_progress
 from ..exceptions import ConvergenceWarning
 from ..families import gaussian
 from . import _mixture_init
-from ._base import ParamsMixin, check_is_fitted
-from ._mixture_em import GaussianMixtureEM, MixtureHyper, MixtureParams, score_rows
+from ._base import ParamsMixin, check_is_fitted, feature_names
+from ._mixture_em import GaussianMixtureEM, MixtureHyper, MixtureParams, label_rows, score_rows
 
 
 class GaussianMixture(ParamsMixin):
@@ -133,7 +133,7 @@ class GaussianMixture(ParamsMixin):
     def fit_predict(self, X, y=None):
         """Fit, then return the component of each row of ``X`` (after a final E-step)."""
         del y
-        feature_names = _feature_names(X)
+        names = feature_names(X)
         X = check_array(X, name="X")
         self._validate_hyperparameters(X.shape[0])
         dtype = resolve_dtype(self.dtype)
@@ -167,16 +167,16 @@ class GaussianMixture(ParamsMixin):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._store(result, shift, lower, feature_names)
-        log_resp = self._log_resp(X)
-        return log_resp.argmax(axis=1)
+        self._store(result, shift, lower, names)
+        # final E-step on the blocks already in memory, so labels match the parameters
+        return np.asarray(label_rows(loop.final(result.state), blocks, cov_type)[: X.shape[0]])
 
     def _block_size(self, shape) -> int:
         n, d = shape
         width = d * (d + 1) // 2 if gaussian.uses_vech(self.covariance_type) else d
         return choose_block_size(n, d + width + 3 * self.n_components)
 
-    def _store(self, result, shift, lower, feature_names) -> None:
+    def _store(self, result, shift, lower, names) -> None:
         params = jax.device_get(loop.final(result.state))
         self.weights_ = np.asarray(params.weights, dtype=np.float64)
         self.means_ = np.asarray(params.means, dtype=np.float64) + shift
@@ -188,8 +188,8 @@ class GaussianMixture(ParamsMixin):
         self.lower_bound_ = float(lower)
         self.lower_bounds_ = np.asarray(result.history, dtype=np.float64)
         self.n_features_in_ = int(self.means_.shape[1])
-        if feature_names is not None:
-            self.feature_names_in_ = feature_names
+        if names is not None:
+            self.feature_names_in_ = names
 
     def _centred_params(self, shift, dtype) -> MixtureParams:
         return MixtureParams(
@@ -200,15 +200,21 @@ class GaussianMixture(ParamsMixin):
         )
 
     # -------------------------------------------------------------- scoring
-    def _score(self, X):
-        """Per-row ``log p(x)`` and log-responsibilities for new data."""
+    def _blocks(self, X):
+        """New data, validated and blocked around the mixture mean, with the
+        parameters in the same centred coordinates."""
         check_is_fitted(self, "means_")
         X = check_array(X, name="X", n_features=self.n_features_in_, estimator=type(self).__name__)
         dtype = resolve_dtype(self.dtype)
         shift = self.weights_ @ self.means_
         blocks = make_blocks(X, self._block_size(X.shape), shift=shift, dtype=dtype)
-        norm, log_resp = score_rows(self._centred_params(shift, dtype), blocks, self.covariance_type)
-        n = X.shape[0]
+        return blocks, self._centred_params(shift, dtype)
+
+    def _score(self, X):
+        """Per-row ``log p(x)`` and log-responsibilities for new data."""
+        blocks, params = self._blocks(X)
+        norm, log_resp = score_rows(params, blocks, self.covariance_type)
+        n = int(blocks.n_samples)
         return np.asarray(norm[:n], dtype=np.float64), np.asarray(log_resp[:n], dtype=np.float64)
 
     def _log_resp(self, X):
@@ -224,7 +230,8 @@ class GaussianMixture(ParamsMixin):
 
     def predict(self, X):
         """Most probable component of each row."""
-        return self._log_resp(X).argmax(axis=1)
+        blocks, params = self._blocks(X)
+        return np.asarray(label_rows(params, blocks, self.covariance_type)[: int(blocks.n_samples)])
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row, (n_samples, K)."""
@@ -258,14 +265,6 @@ class GaussianMixture(ParamsMixin):
         X = np.vstack([rng.multivariate_normal(m, c, size=n, method="cholesky") for m, c, n in zip(self.means_, covs, counts)])
         y = np.repeat(np.arange(len(counts)), counts)
         return X, y
-
-
-def _feature_names(X):
-    if hasattr(X, "columns"):
-        names = np.asarray([str(c) for c in X.columns], dtype=object)
-        if all(isinstance(c, str) for c in X.columns):
-            return names
-    return None
 
 
 def _precisions(prec_chol, covariance_type):

@@ -43,7 +43,7 @@ from ..core.loop import run as loop_run
 from ..core.progress import check_progress
 from ..core.schedules import Constant
 from ..exceptions import ConvergenceWarning
-from ._base import ParamsMixin, check_is_fitted
+from ._base import ParamsMixin, check_is_fitted, feature_names
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _INITS = ("k-means++", "random")
@@ -422,6 +422,8 @@ class KMeans(ParamsMixin):
     n_features_in_ : int
     """
 
+    _estimator_type = "clusterer"
+
     def __init__(self, n_clusters=8, *, init="k-means++", n_init=1, max_iter=300, tol=1e-4,
                  random_state=None, dtype="float64", progress="auto"):
         self.n_clusters, self.init, self.n_init = n_clusters, init, n_init
@@ -451,6 +453,7 @@ class KMeans(ParamsMixin):
     def fit(self, X, y=None):
         """Compute k-means clustering of ``X`` (n_samples, n_features)."""
         del y
+        names = feature_names(X)
         X = check_array(X)
         init, dtype = self._check_params(X)
         key = check_random_key(self.random_state)
@@ -467,6 +470,8 @@ class KMeans(ParamsMixin):
         self.cluster_centers_ = np.asarray(res.centers, dtype=np.float64) + mean
         self.labels_, self.inertia_, self.n_iter_ = res.labels, res.inertia, res.n_iter
         self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
         distinct = np.unique(res.labels).size
         if distinct < self.n_clusters:
             warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
@@ -481,7 +486,7 @@ class KMeans(ParamsMixin):
     def _blocks(self, X):
         """Validate new data and block it around the centers' mean."""
         check_is_fitted(self, "cluster_centers_")
-        X = check_array(X, n_features=self.n_features_in_)
+        X = check_array(X, n_features=self.n_features_in_, estimator=type(self).__name__)
         shift = self.cluster_centers_.mean(axis=0)
         blocks = make_blocks(X, self._block_size(*X.shape), shift=shift, dtype=resolve_dtype(self.dtype))
         return blocks, jnp.asarray(self.cluster_centers_ - shift, blocks.X.dtype), X.shape[0]

@@ -1,0 +1,417 @@
+"""The ``lateo`` command line: demo, fit, predict.
+
+Examples
+--------
+.. code-block:: console
+
+    $ lateo demo --out demo-output
+    $ lateo fit gmm data.csv --components 3 --columns x,y --out model.npz
+    $ lateo predict model.npz new.csv --proba --out labels.csv
+
+Heavy imports (JAX, pandas, matplotlib) happen inside the commands, so
+``lateo --help`` answers at once. Errors the user can fix (a missing file, a
+bad model file, the wrong columns) end in a one-line message and exit
+status 1 (2 for a bad option), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+
+_ESTIMATORS = {
+    "gmm": ("lateo.models.gaussian_mixture", "GaussianMixture"),
+    "kmeans": ("lateo.models.kmeans", "KMeans"),
+}
+_TABLE_READERS = {".csv": ",", ".txt": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
+_MAX_FEATURES_SHOWN = 4
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _estimator_class(kind: str):
+    """The estimator class behind ``lateo fit <kind>`` (imported on demand)."""
+    module, name = _ESTIMATORS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def _build(cls, **kwargs):
+    """``cls(**kwargs)`` without the options the user left unset; progress="auto"."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if "progress" in inspect.signature(cls).parameters:
+        kwargs.setdefault("progress", "auto")
+    return cls(**kwargs)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    return Console(stderr=stderr, width=None if interactive else 100, highlight=False)
+
+
+def _clean_errors(func):
+    """Turn errors the user can fix into a one-line ``ClickException``."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _read_table(path: Path):
+    """A CSV/TSV/Parquet file as a DataFrame (chosen by the file's extension)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in _TABLE_READERS:
+        raise click.BadParameter(
+            f"{path} has extension {suffix or '(none)'!r}; use a .csv, .tsv or .parquet file.", param_hint="DATA"
+        )
+    try:
+        if _TABLE_READERS[suffix] is None:
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep=_TABLE_READERS[suffix])
+    except ImportError as exc:
+        raise click.ClickException(f"Reading Parquet needs pyarrow: pip install pyarrow ({exc}).") from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise click.ClickException(f"Could not read {path}: {exc}") from None
+    if frame.shape[0] == 0:
+        raise click.ClickException(f"{path} has no data rows.")
+    return frame
+
+
+def _select_columns(frame, columns: str | None, path: Path):
+    """The (numeric, complete) columns to model, as a float DataFrame."""
+    import pandas as pd
+
+    if columns:
+        names = [c.strip() for c in columns.split(",") if c.strip()]
+        available = [str(c) for c in frame.columns]
+        missing = [n for n in names if n not in available]
+        if missing or len(set(names)) != len(names) or not names:
+            problem = f"column(s) {missing} not found" if missing else "give each column once"
+            raise click.BadParameter(f"{problem}; {path.name} has columns {available}.", param_hint="--columns")
+        frame = frame.rename(columns=str)[names]
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        if columns:
+            raise click.BadParameter(f"column(s) {non_numeric} are not numeric.", param_hint="--columns")
+        numeric = [str(c) for c in frame.columns if str(c) not in non_numeric]
+        hint = f", e.g. --columns {','.join(numeric)}" if numeric else ""
+        raise click.ClickException(
+            f"{path.name} has non-numeric column(s) {non_numeric}; choose numeric columns with --columns{hint}."
+        )
+    n_missing = frame.isna().sum()
+    if n_missing.any():
+        bad = {str(c): int(n) for c, n in n_missing.items() if n}
+        raise click.ClickException(f"{path.name} has missing values {bad} (column: count); drop or impute them first.")
+    return frame.astype("float64")
+
+
+def _fmt(value) -> str:
+    """Three decimals for everyday magnitudes, scientific notation otherwise."""
+    value = float(value)
+    return f"{value:.3f}" if value == 0 or 1e-2 <= abs(value) < 1e6 else f"{value:.3e}"
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _gmm_table(model, names, title: str = "Components"):
+    """A rich table: weight, means, standard deviations (and correlation in 2-D)."""
+    import numpy as np
+    from rich.table import Table
+
+    from lateo.plots import _full_covariances
+
+    cov = _full_covariances(model)
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    shown = list(range(min(len(names), _MAX_FEATURES_SHOWN)))
+    table = Table(title=title)
+    table.add_column("component", justify="right")
+    table.add_column("weight", justify="right")
+    for j in shown:
+        table.add_column(f"mean {names[j]}", justify="right")
+    for j in shown:
+        table.add_column(f"sd {names[j]}", justify="right")
+    if len(names) == 2:
+        table.add_column("correlation", justify="right")
+    for k in range(cov.shape[0]):
+        row = [str(k), f"{model.weights_[k]:.3f}"]
+        row += [_fmt(model.means_[k][j]) for j in shown] + [_fmt(sd[k, j]) for j in shown]
+        if len(names) == 2:
+            row.append(f"{cov[k, 0, 1] / (sd[k, 0] * sd[k, 1]):+.3f}")
+        table.add_row(*row)
+    if len(names) > len(shown):
+        table.caption = f"first {len(shown)} of {len(names)} features shown"
+    return table
+
+
+def _gmm_metrics(model, X) -> list[tuple[str, str]]:
+    n = X.shape[0]
+    log_likelihood = float(model.score(X)) * n
+    return [
+        ("log-likelihood", f"{log_likelihood:.4f}  (sum over {n} samples)"),
+        ("BIC", f"{float(model.bic(X)):.4f}"),
+        ("AIC", f"{float(model.aic(X)):.4f}"),
+        ("iterations", str(int(model.n_iter_))),
+        ("converged", "yes" if bool(model.converged_) else "no (raise --max-iter or --tol)"),
+    ]
+
+
+def _kmeans_table(model, names):
+    import numpy as np
+    from rich.table import Table
+
+    sizes = np.bincount(np.asarray(model.labels_), minlength=len(model.cluster_centers_))
+    shown = list(range(min(len(names), _MAX_FEATURES_SHOWN)))
+    table = Table(title="Clusters")
+    table.add_column("cluster", justify="right")
+    table.add_column("size", justify="right")
+    for j in shown:
+        table.add_column(f"center {names[j]}", justify="right")
+    for k, center in enumerate(model.cluster_centers_):
+        table.add_row(str(k), str(int(sizes[k])), *[_fmt(center[j]) for j in shown])
+    return table
+
+
+def _print_metrics(console, metrics) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for key, value in metrics:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def _save_mixture_figure(model, X, path: Path, title: str) -> None:
+    """``plot_mixture`` and ``plot_convergence`` side by side, as a PNG."""
+    from matplotlib.figure import Figure
+
+    from lateo.plots import plot_convergence, plot_mixture
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plot_mixture(model, X, ax=left)
+    plot_convergence(model, ax=right)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _print_version(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        from lateo.io import lateo_version
+
+        click.echo(f"lateo {lateo_version()}")
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version.")
+def main():
+    """lateo: latent-variable models (mixtures, HMMs, ...) fitted with JAX."""
+
+
+@dataclass(frozen=True)
+class DemoSection:
+    """One section of ``lateo demo``: ``run(out_dir, console)`` prints and saves figures."""
+
+    title: str
+    run: Callable
+
+
+def _demo_old_faithful(out: Path, console) -> None:
+    """Two-component full-covariance Gaussian mixture on Old Faithful."""
+    from lateo.datasets import load_old_faithful
+
+    frame = load_old_faithful()
+    start = time.perf_counter()
+    model = _build(_estimator_class("gmm"), n_components=2, covariance_type="full", random_state=0).fit(frame)
+    elapsed = time.perf_counter() - start
+    console.print(f"Old Faithful: {frame.shape[0]} eruptions, features {', '.join(frame.columns)}.")
+    console.print(f"GaussianMixture(n_components=2, covariance_type='full') fitted in {elapsed:.2f} s.")
+    console.print(_gmm_table(model, list(frame.columns)))
+    _print_metrics(console, _gmm_metrics(model, frame))
+    path = out / "old_faithful_gmm.png"
+    _save_mixture_figure(model, frame, path, "Old Faithful: 2-component Gaussian mixture")
+    console.print(f"Figure written to {path}")
+
+
+# Later sections (HMM on the Nile data, PPCA, ...) register here.
+DEMOS: dict[str, DemoSection] = {
+    "old-faithful": DemoSection("Gaussian mixture on Old Faithful", _demo_old_faithful),
+}
+
+
+@main.command()
+@click.argument("sections", nargs=-1, type=click.Choice(list(DEMOS)))
+@click.option(
+    "--out", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the figures (created if needed).",
+)
+@_clean_errors
+def demo(sections, out):
+    """Run the demos (all, or the SECTIONS named) and write their figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    console = _console()
+    for name in sections or DEMOS:
+        console.rule(DEMOS[name].title)
+        DEMOS[name].run(out, console)
+
+
+@main.group()
+def fit():
+    """Fit a model to a CSV/Parquet file and save it (see `lateo fit gmm -h`)."""
+
+
+def _fit_options(func):
+    """Options shared by every ``lateo fit`` command."""
+    options = [
+        click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--columns", help="Comma-separated columns to use (default: all, which must be numeric)."),
+        click.option("--max-iter", type=click.IntRange(min=1), help="Maximum iterations (default: the estimator's)."),
+        click.option("--tol", type=click.FloatRange(min=0), help="Convergence tolerance (default: the estimator's)."),
+        click.option("--n-init", type=click.IntRange(min=1), help="Number of initialisations; the best is kept."),
+        click.option("--random-state", type=click.IntRange(min=0), help="Seed, for reproducible fits."),
+        click.option(
+            "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+            help="Model file to write (e.g. model.npz).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _fit_and_save(model, frame, out: Path, console):
+    from lateo.io import save_model
+
+    start = time.perf_counter()
+    model.fit(frame)
+    elapsed = time.perf_counter() - start
+    save_model(model, out)
+    console.print(f"{type(model).__name__} fitted on {frame.shape[0]} rows x {frame.shape[1]} columns in {elapsed:.2f} s.")
+    return model
+
+
+@fit.command("gmm")
+@click.option("--components", "-k", required=True, type=click.IntRange(min=1), help="Number of mixture components.")
+@click.option(
+    "--covariance", default="full", show_default=True, type=click.Choice(["full", "tied", "diag", "spherical"]),
+    help="Covariance structure.",
+)
+@click.option("--init", type=click.Choice(["k-means++", "kmeans", "random", "random_from_data"]), help="Initialisation.")
+@click.option("--reg-covar", type=click.FloatRange(min=0), help="Added to covariance diagonals (default 1e-6).")
+@_fit_options
+@_clean_errors
+def fit_gmm(data, columns, max_iter, tol, n_init, random_state, out, components, covariance, init, reg_covar):
+    """Fit a Gaussian mixture to DATA (CSV or Parquet) and save it to --out."""
+    frame = _select_columns(_read_table(data), columns, data)
+    model = _build(
+        _estimator_class("gmm"), n_components=components, covariance_type=covariance, max_iter=max_iter, tol=tol,
+        n_init=n_init, init_params=init, random_state=random_state, reg_covar=reg_covar,
+    )
+    console = _console()
+    _fit_and_save(model, frame, out, console)
+    console.print(_gmm_table(model, [str(c) for c in frame.columns]))
+    _print_metrics(console, _gmm_metrics(model, frame))
+    console.print(f"Model saved to {out}")
+
+
+@fit.command("kmeans")
+@click.option("--clusters", "-k", required=True, type=click.IntRange(min=1), help="Number of clusters.")
+@click.option("--init", type=click.Choice(["k-means++", "random"]), help="Initialisation.")
+@_fit_options
+@_clean_errors
+def fit_kmeans(data, columns, max_iter, tol, n_init, random_state, out, clusters, init):
+    """Fit k-means to DATA (CSV or Parquet) and save it to --out."""
+    frame = _select_columns(_read_table(data), columns, data)
+    model = _build(
+        _estimator_class("kmeans"), n_clusters=clusters, max_iter=max_iter, tol=tol, n_init=n_init, init=init,
+        random_state=random_state,
+    )
+    console = _console()
+    _fit_and_save(model, frame, out, console)
+    console.print(_kmeans_table(model, [str(c) for c in frame.columns]))
+    _print_metrics(console, [("inertia", f"{float(model.inertia_):.6g}"), ("iterations", str(int(model.n_iter_)))])
+    console.print(f"Model saved to {out}")
+
+
+def _predict_frame(model, frame, columns, path: Path):
+    """The columns of ``frame`` the model was fitted on, in its order."""
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features is None:
+        raise click.ClickException("The model file holds an unfitted estimator; fit it first (lateo fit ...).")
+    names = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    if not columns and names:
+        missing = [n for n in names if n not in [str(c) for c in frame.columns]]
+        if missing:
+            raise click.ClickException(
+                f"{path.name} lacks column(s) {missing} that the model was fitted on ({names}); "
+                "rename them or pick columns in order with --columns."
+            )
+        columns = ",".join(names)
+    selected = _select_columns(frame, columns, path)
+    if selected.shape[1] != n_features:
+        raise click.ClickException(
+            f"The model was fitted on {n_features} feature(s), but {path.name} gives {selected.shape[1]} "
+            f"({list(selected.columns)}); choose {n_features} with --columns."
+        )
+    if names:  # --columns picked them by position: use the model's names
+        selected.columns = names
+    return selected
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--proba", is_flag=True, help="Also write each component's probability.")
+@click.option("--columns", help="Comma-separated columns, in the model's order (default: the fitted names).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write (default: stdout).")
+@_clean_errors
+def predict(model_path, data, proba, columns, out):
+    """Label each row of DATA with the MODEL's most likely component (CSV)."""
+    import pandas as pd
+
+    from lateo.io import load_model
+
+    model = load_model(model_path)
+    X = _predict_frame(model, _read_table(data), columns, data)
+    result = pd.DataFrame({"label": model.predict(X)})
+    if proba:
+        if not hasattr(model, "predict_proba"):
+            raise click.ClickException(f"{type(model).__name__} gives no probabilities; drop --proba.")
+        probabilities = model.predict_proba(X)
+        for k in range(probabilities.shape[1]):
+            result[f"proba_{k}"] = probabilities[:, k]
+    text = result.to_csv(index=False)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        _console(stderr=True).print(f"Wrote {len(result)} predictions to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
