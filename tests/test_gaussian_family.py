@@ -78,10 +78,13 @@ def test_ml_m_step_equals_weighted_moments(covariance_type):
 
 def test_collapsed_covariance_is_regularised_not_nan():
     """A singular covariance with reg_covar=0 falls back to its diagonal, never NaN."""
-    singular = jnp.asarray(np.ones((1, 2, 2)))  # rank one
-    pc = gaussian.precisions_cholesky(singular, "full")
+    singular = jnp.asarray(np.stack([np.ones((2, 2)), np.eye(2)]))  # first one rank one
+    repaired = np.asarray(gaussian.repair_covariances(singular, "full"))
+    np.testing.assert_array_equal(repaired[1], np.eye(2))  # positive definite: unchanged
+    assert repaired[0, 0, 1] == 0 and repaired[0, 0, 0] > 1  # diagonal fallback
+    pc = gaussian.precisions_cholesky(jnp.asarray(repaired), "full")
     assert np.all(np.isfinite(np.asarray(pc)))
-    zero = jnp.zeros((1, 2))
+    zero = gaussian.repair_covariances(jnp.zeros((1, 2)), "diag")
     assert np.all(np.isfinite(np.asarray(gaussian.precisions_cholesky(zero, "diag"))))
 
 
@@ -130,3 +133,39 @@ def test_log_prior_matches_scipy_diag_and_spherical():
             else:
                 want += stats.invgamma(1.5 * D, scale=0.4 * D).logpdf(cov[k])
         np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), split=st.integers(1, 29), scale=st.floats(1e-3, 1e3))
+def test_statistics_of_a_partition_add_up(seed, split, scale):
+    """Sums, never means: the statistics of any split of the rows add up."""
+    rng = np.random.default_rng(seed)
+    X = jnp.asarray(rng.normal(size=(30, D)) * scale)
+    resp = jnp.asarray(rng.dirichlet(np.ones(K), size=30))
+    for covariance_type in ("full", "diag"):
+        feats = gaussian.features(X, covariance_type)
+        whole = gaussian.weighted_stats(feats, resp, D)
+        a = gaussian.weighted_stats(feats[:split], resp[:split], D)
+        b = gaussian.weighted_stats(feats[split:], resp[split:], D)
+        for total, left, right in zip(whole, a, b):
+            np.testing.assert_allclose(np.asarray(left + right), np.asarray(total), rtol=1e-10, atol=1e-12 * scale**2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), log_scale=st.floats(-3, 3))
+def test_log_prob_matches_scipy_for_random_covariances(seed, log_scale):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(K, D, D))
+    cov = (A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(D)) * 10.0**log_scale
+    means = rng.normal(size=(K, D)) * 10.0 ** (log_scale / 2)
+    X = means[0] + rng.normal(size=(20, D)) * 10.0 ** (log_scale / 2)
+    pc = gaussian.precisions_cholesky(jnp.asarray(cov), "full")
+    got = np.asarray(gaussian.log_prob(jnp.asarray(X), gaussian.GaussianParams(jnp.asarray(means), pc), "full"))
+    for k in range(K):
+        want = stats.multivariate_normal(means[k], cov[k]).logpdf(X)
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-9, atol=1e-9)

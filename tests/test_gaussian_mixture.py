@@ -184,6 +184,22 @@ def test_collapsing_component_is_regularised():
     assert np.all(np.isfinite(gm.precisions_cholesky_)) and np.isfinite(gm.lower_bound_)
 
 
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_collapse_without_reg_covar_is_repaired_consistently(covariance_type):
+    """reg_covar=0 on a cluster of identical points: the singular covariance is
+    repaired (never NaN) and covariances_ stays the inverse of precisions_."""
+    X = np.vstack([np.zeros((30, 2)), np.random.default_rng(0).normal(size=(30, 2)) + 5])
+    init = dict(weights_init=[0.5, 0.5], means_init=[[0.0, 0.0], [5.0, 5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, max_iter=5, **init).fit(X)
+    assert np.all(np.isfinite(gm.covariances_)) and np.all(np.isfinite(gm.precisions_))
+    assert np.all(np.isfinite(gm.score_samples(X)))
+    if covariance_type == "full":
+        for cov, prec in zip(gm.covariances_, gm.precisions_):
+            np.testing.assert_allclose(cov @ prec, np.eye(2), atol=1e-6)
+
+
 def test_extreme_offset_data(blobs3):
     """Data far from the origin: centring keeps the expanded quadratic form exact."""
     sk, lt = _pair(blobs3 + 1e6, "full", max_iter=50, tol=1e-10)

@@ -17,7 +17,8 @@ from sklearn.cluster import KMeans as SKKMeans
 import lateo._config  # noqa: F401  (float64)
 from lateo.core.blocks import make_blocks
 from lateo.exceptions import ConvergenceWarning, NotFittedError
-from lateo.models.kmeans import KMeans, kmeans_fit, kmeans_plusplus
+from lateo.models._kmeans_lloyd import kmeans_fit, kmeans_plusplus
+from lateo.models.kmeans import KMeans
 
 N, D, K = 300, 2, 3
 MEANS = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.5]])
@@ -232,7 +233,7 @@ def test_params_protocol():
 
 def test_lloyd_model_is_hashable_and_compiles_once(datasets):
     from lateo.core.loop import run_chunk
-    from lateo.models.kmeans import Lloyd
+    from lateo.models._kmeans_lloyd import Lloyd
 
     assert hash(Lloyd()) == hash(Lloyd())
     X, init, _, _ = datasets["overlapping"]

@@ -177,31 +177,36 @@ def ml_means(stats: GaussianStats):
     return stats.sum_x / counts[:, None]
 
 
-def _safe_full_cholesky(cov, reg_floor):
-    """Lower Cholesky factor; a non-positive-definite matrix falls back to its
-    clipped diagonal plus ``reg_floor`` instead of producing NaN."""
-    chol = jnp.linalg.cholesky(cov)
-    bad = jnp.any(~jnp.isfinite(chol), axis=(-2, -1), keepdims=True)
-    fallback = jnp.sqrt(jnp.maximum(jnp.diagonal(cov, axis1=-2, axis2=-1), 0.0) + reg_floor)
-    diag_chol = fallback[..., :, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
-    return jnp.where(bad, diag_chol, chol)
+def repair_covariances(covariances, covariance_type: str, reg_floor=0.0):
+    """Replace covariances that are not positive definite, so no NaN escapes.
 
-
-def precisions_cholesky(covariances, covariance_type: str, reg_floor=0.0):
-    """Precision Cholesky factors from covariances, as scikit-learn computes them.
-
-    ``full``/``tied``: ``L = (chol(Sigma)^-1)^T`` (upper triangular), so that
-    ``P = L L^T``; ``diag``/``spherical``: ``1/sqrt(Sigma)``. A covariance
-    that is not positive definite (a collapsed component with
-    ``reg_covar = 0``) is replaced by its clipped diagonal plus
-    ``reg_floor`` (at least machine epsilon), so no NaN escapes.
+    A collapsed component with ``reg_covar = 0`` (or a rounding-negative
+    scatter) is replaced by its diagonal clipped at 0 plus ``reg_floor`` (at
+    least machine epsilon); positive-definite covariances pass unchanged.
     """
     floor = jnp.maximum(reg_floor, jnp.finfo(covariances.dtype).eps)
+    if not uses_vech(covariance_type):
+        return jnp.where(covariances > 0, covariances, floor)
+    chol = jnp.linalg.cholesky(covariances)
+    bad = jnp.any(~jnp.isfinite(chol), axis=(-2, -1), keepdims=True)
+    diag = jnp.maximum(jnp.diagonal(covariances, axis1=-2, axis2=-1), 0.0) + floor
+    fallback = diag[..., :, None] * jnp.eye(covariances.shape[-1], dtype=covariances.dtype)
+    return jnp.where(bad, fallback, covariances)
+
+
+def precisions_cholesky(covariances, covariance_type: str):
+    """Precision Cholesky factors of positive-definite covariances, as scikit-learn computes them.
+
+    ``full``/``tied``: ``L = (chol(Sigma)^-1)^T`` (upper triangular), so that
+    ``P = L L^T``; ``diag``/``spherical``: ``1/sqrt(Sigma)``. Pass the
+    output of :func:`repair_covariances` when positive definiteness is not
+    guaranteed.
+    """
     if uses_vech(covariance_type):
-        chol = _safe_full_cholesky(covariances, floor)
+        chol = jnp.linalg.cholesky(covariances)
         eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
         return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
-    return 1.0 / jnp.sqrt(jnp.where(covariances > 0, covariances, floor))
+    return 1.0 / jnp.sqrt(covariances)
 
 
 def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):

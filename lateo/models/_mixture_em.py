@@ -83,8 +83,8 @@ def m_step(stats: GaussianStats, hyper: MixtureHyper, covariance_type: str) -> M
         weights = conjugate.map_weights(stats.counts, hyper.prior.weight_concentration)
         means = conjugate.map_means(stats, hyper.prior)
         cov = conjugate.map_covariances(stats, means, hyper.prior, covariance_type, hyper.reg_covar)
-    prec_chol = gaussian.precisions_cholesky(cov, covariance_type, hyper.reg_covar)
-    return MixtureParams(weights, means, cov, prec_chol)
+    cov = gaussian.repair_covariances(cov, covariance_type, hyper.reg_covar)
+    return MixtureParams(weights, means, cov, gaussian.precisions_cholesky(cov, covariance_type))
 
 
 def objective(params: MixtureParams, log_lik, n_samples, hyper: MixtureHyper, covariance_type: str):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.blocks import Blocks, to_block_rows
 from ..families import conjugate, gaussian
-from . import kmeans as _kmeans
+from . import _kmeans_lloyd as _kmeans
 
 from ._mixture_em import (
     MixtureHyper,
