@@ -164,3 +164,22 @@ def test_make_blocks_pads_and_does_not_modify():
     np.testing.assert_array_equal(np.asarray(blocks.weight[0, :6]), [1, 1, 1, 1, 1, 0])
     total = block_sum(lambda xb, wb: jnp.sum(xb * wb[:, None], axis=0), blocks)
     np.testing.assert_allclose(total, (X - 1).sum(0))
+
+
+def test_progress_bar_reports_between_chunks(capsys):
+    from lateo import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    GaussianMixture(2, max_iter=20, tol=0.0, progress=True, random_state=0).fit(X)
+    err = capsys.readouterr().err
+    assert "GaussianMixture" in err and "20/20" in err
+
+
+def test_progress_auto_is_quiet_off_a_terminal(capsys):
+    from lateo.core import FitProgress
+
+    with FitProgress(10, "quiet", enabled="auto") as bar:
+        bar.update(10, -1.0)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress"):
+        FitProgress(10, enabled="loud")

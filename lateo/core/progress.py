@@ -54,6 +54,7 @@ class FitProgress:
         if self._bar is None:
             if not self._should_show():
                 return
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
@@ -62,6 +63,7 @@ class FitProgress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[objective]}"),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),
                 transient=False,
             )
             self._bar.start()
