@@ -62,7 +62,7 @@ class NoisyMean:
         draw = data + jax.random.normal(key, ())
         return Sums(jnp.asarray(1.0), draw), -jnp.abs(params.total - data)
 
-    def m_step(self, stats, hyper):
+    def m_step(self, stats, hyper, previous):
         return stats
 
     def has_converged(self, old, new, change, tol):

@@ -5,14 +5,15 @@ for MCMC-SAEM, seed 001 for stochastic EM, seed 004 for exact EM)::
 
     S_hat_k, f_k = model.expected_stats(key_k, theta_k, data, hyper)
     S_{k+1}      = S_k + gamma_k (S_hat_k - S_k)
-    theta_{k+1}  = model.m_step(S_{k+1}, hyper)
+    theta_{k+1}  = model.m_step(S_{k+1}, hyper, theta_k)
 
 ``f_k`` is the objective at ``theta_k`` (the mean per-sample log-likelihood,
 plus the log-prior over n for MAP), so the history is that of the parameters
 *entering* each iteration, as in scikit-learn. Exact EM is ``gamma_k = 1``.
 
 A *model* is any hashable object (a frozen dataclass) with the two methods
-above; it may also define ``has_converged(old_params, new_params, change,
+above (``m_step`` also receives the current parameters, for frozen
+parameters and states that no data visit); it may also define ``has_converged(old_params, new_params, change,
 tol)`` (the default stops when ``|f_k - f_{k-1}| < tol``). ``data`` and
 ``hyper`` are pytrees of arrays, so new data or hyper-parameters of the same
 shapes reuse the compiled program.
@@ -112,7 +113,7 @@ def step(model, schedule, state: LoopState, data, hyper, tol):
         stats = s_hat  # gamma = 1 exactly, without rounding S + (S_hat - S)
     else:
         stats = stats_interpolate(state.stats, s_hat, schedule(k).astype(objective.dtype))
-    params = model.m_step(stats, hyper)
+    params = model.m_step(stats, hyper, state.params)
     change = objective - state.objective
     test = getattr(model, "has_converged", default_has_converged)
     converged = test(state.params, params, change, tol)

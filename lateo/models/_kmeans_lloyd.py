@@ -213,7 +213,7 @@ class Lloyd:
         stats = lloyd_stats(data, params.centers)
         return stats, -stats.inertia / data.n_samples
 
-    def m_step(self, stats: LloydStats, hyper) -> KMeansParams:
+    def m_step(self, stats: LloydStats, hyper, previous=None) -> KMeansParams:
         """Update step: relocate empty clusters, then average."""
         del hyper
         sums, counts = relocate_empty_clusters(stats)

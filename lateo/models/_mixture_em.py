@@ -108,7 +108,8 @@ class GaussianMixtureEM:
         stats, log_lik = e_step(params, data, self.covariance_type)
         return stats, objective(params, log_lik, data.n_samples, hyper, self.covariance_type)
 
-    def m_step(self, stats, hyper: MixtureHyper):
+    def m_step(self, stats, hyper: MixtureHyper, previous=None):
+        del previous  # the mixture's M-step needs only the statistics
         return m_step(stats, hyper, self.covariance_type)
 
 
