@@ -1,4 +1,4 @@
-"""The ``lateo`` command line: demo, fit, predict.
+"""The ``lateo`` command line: demo, fit, predict, decode.
 
 Examples
 --------
@@ -7,6 +7,8 @@ Examples
     $ lateo demo --out demo-output
     $ lateo fit gmm data.csv --components 3 --columns x,y --out model.npz
     $ lateo predict model.npz new.csv --proba --out labels.csv
+    $ lateo fit hmm series.csv --states 2 --sequence-column id --out hmm.npz
+    $ lateo decode hmm.npz series.csv --sequence-column id --out states.csv
 
 Heavy imports (JAX, pandas, matplotlib) happen inside the commands, so
 ``lateo --help`` answers at once. Errors the user can fix (a missing file, a
@@ -258,9 +260,17 @@ def _demo_old_faithful(out: Path, console) -> None:
     console.print(f"Figure written to {path}")
 
 
-# Later sections (HMM on the Nile data, PPCA, ...) register here.
+def _demo_nile(out: Path, console) -> None:
+    """Two-state Gaussian hidden Markov model on the Nile flows (change after 1898)."""
+    from lateo._cli_hmm import demo_nile
+
+    demo_nile(out, console)
+
+
+# Later sections (PPCA, ...) register here; `lateo demo` runs them all in this order.
 DEMOS: dict[str, DemoSection] = {
     "old-faithful": DemoSection("Gaussian mixture on Old Faithful", _demo_old_faithful),
+    "nile": DemoSection("Hidden Markov model on the Nile flows", _demo_nile),
 }
 
 
@@ -360,10 +370,12 @@ def fit_kmeans(data, columns, max_iter, tol, n_init, random_state, out, clusters
 
 def _predict_frame(model, frame, columns, path: Path):
     """The columns of ``frame`` the model was fitted on, in its order."""
+    names = [str(c) for c in getattr(model, "feature_names_in_", [])]
     n_features = getattr(model, "n_features_in_", None)
+    if n_features is None and names:
+        n_features = len(names)
     if n_features is None:
         raise click.ClickException("The model file holds an unfitted estimator; fit it first (lateo fit ...).")
-    names = [str(c) for c in getattr(model, "feature_names_in_", [])]
     if not columns and names:
         missing = [n for n in names if n not in [str(c) for c in frame.columns]]
         if missing:
@@ -411,6 +423,125 @@ def predict(model_path, data, proba, columns, out):
     else:
         out.write_text(text)
         _console(stderr=True).print(f"Wrote {len(result)} predictions to {out}")
+
+
+# --------------------------------------------------------------------------- hidden Markov models
+
+
+@fit.command("hmm")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--states", "-k", required=True, type=click.IntRange(min=1), help="Number of hidden states.")
+@click.option(
+    "--family", default="gaussian", show_default=True,
+    type=click.Choice(["gaussian", "categorical", "poisson", "gmm"]),
+    help="Emission distribution (categorical: one column of integer symbols 0, 1, ...; poisson: counts).",
+)
+@click.option(
+    "--covariance", type=click.Choice(["diag", "full", "tied", "spherical"]),
+    help="Covariance structure, gaussian and gmm only (default: diag).",
+)
+@click.option("--mix", type=click.IntRange(min=1), help="Gaussian components per state, gmm only (default: 1).")
+@click.option("--columns", help="Comma-separated columns to use (default: all but --sequence-column).")
+@click.option(
+    "--sequence-column", metavar="NAME",
+    help="Column whose value names each row's sequence; each sequence's rows must be contiguous, in time order.",
+)
+@click.option("--n-iter", default=100, show_default=True, type=click.IntRange(min=1), help="Maximum EM iterations.")
+@click.option("--tol", type=click.FloatRange(min=0), help="Convergence tolerance on the log-likelihood gain.")
+@click.option("--random-state", type=click.IntRange(min=0), help="Seed, for reproducible fits.")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Model file to write (e.g. hmm.npz).",
+)
+@_clean_errors
+def fit_hmm(data, states, family, covariance, mix, columns, sequence_column, n_iter, tol, random_state, out):
+    """Fit a hidden Markov model to the sequence(s) in DATA and save it to --out.
+
+    Rows are time steps, in file order; with --sequence-column, DATA holds
+    several sequences (one per value of that column).
+    """
+    import numpy as np
+
+    from lateo import _cli_hmm as hmm
+    from lateo.io import save_model
+
+    if covariance is not None and family not in ("gaussian", "gmm"):
+        raise click.BadParameter(f"only applies to --family gaussian or gmm, not {family}.", param_hint="--covariance")
+    if mix is not None and family != "gmm":
+        raise click.BadParameter(f"only applies to --family gmm, not {family}.", param_hint="--mix")
+    frame = _read_table(data)
+    lengths = hmm.sequence_lengths(frame, sequence_column, data)[0] if sequence_column else None
+    X = hmm.model_input(hmm.feature_frame(frame, columns, sequence_column, data), family, data)
+    model = _build(
+        hmm.hmm_class(family), n_components=states, covariance_type=covariance, n_mix=mix, n_iter=n_iter, tol=tol,
+        random_state=random_state,
+    )
+    console = _console()
+    start = time.perf_counter()
+    model.fit(X, lengths)
+    elapsed = time.perf_counter() - start
+    names = [str(c) for c in X.columns]
+    if getattr(model, "feature_names_in_", None) is None:  # so that `lateo decode` finds the columns
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    save_model(model, out)
+    n_sequences = 1 if lengths is None else len(lengths)
+    console.print(
+        f"{type(model).__name__} fitted on {n_sequences} sequence(s), {X.shape[0]} rows x {X.shape[1]} "
+        f"column(s), in {elapsed:.2f} s."
+    )
+    hmm.print_fit_summary(model, X, lengths, names, console)
+    console.print(f"Model saved to {out}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--algorithm", default="viterbi", show_default=True, type=click.Choice(["viterbi", "map"]),
+    help="viterbi: the most probable state path; map: the most probable state at each row.",
+)
+@click.option("--sequence-column", metavar="NAME", help="Column whose value names each row's sequence (as in fit).")
+@click.option("--columns", help="Comma-separated columns, in the model's order (default: the fitted names).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write (default: stdout).")
+@_clean_errors
+def decode(model_path, data, algorithm, sequence_column, columns, out):
+    """Decode the hidden state of each row of DATA with an HMM MODEL (CSV).
+
+    Writes the state of each row and each state's posterior probability
+    (proba_0, proba_1, ...), and prints the log-likelihood of DATA.
+    """
+    import pandas as pd
+
+    from lateo import _cli_hmm as hmm
+    from lateo.io import load_model
+
+    model = load_model(model_path)
+    if not (hasattr(model, "decode") and hasattr(model, "transmat_")):
+        raise click.ClickException(
+            f"{model_path.name} holds a {type(model).__name__}, not a fitted hidden Markov model; use `lateo predict`."
+        )
+    frame = _read_table(data)
+    lengths, ids = hmm.sequence_lengths(frame, sequence_column, data) if sequence_column else (None, None)
+    if sequence_column:
+        frame = frame.drop(columns=[c for c in frame.columns if str(c) == sequence_column])
+    X = hmm.model_input(_predict_frame(model, frame, columns, data), model, data)
+    log_prob, states = model.decode(X, lengths, algorithm=algorithm)
+    log_likelihood, posteriors = model.score_samples(X, lengths)
+    result = pd.DataFrame({sequence_column: ids} if sequence_column else {})
+    result["state"] = states
+    for k in range(posteriors.shape[1]):
+        result[f"proba_{k}"] = posteriors[:, k]
+    text = result.to_csv(index=False)
+    if out is None:
+        click.echo(text, nl=False)
+    console = _console(stderr=True)
+    n_sequences = 1 if lengths is None else len(lengths)
+    console.print(f"log-likelihood of {data.name}: {float(log_likelihood):.4f}  ({len(X)} rows, {n_sequences} sequence(s))")
+    if algorithm == "viterbi":
+        console.print(f"log-probability of the Viterbi path (with the data): {float(log_prob):.4f}")
+    if out is not None:
+        out.write_text(text)
+        console.print(f"Wrote {len(result)} decoded states to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

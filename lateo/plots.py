@@ -3,18 +3,20 @@
 Every function takes an optional ``ax`` and returns the Axes it drew on, so
 figures compose: ``fig, (a, b) = plt.subplots(1, 2)``, then
 ``plot_mixture(model, X, ax=a)`` and ``plot_convergence(model, ax=b)``.
+``plot_hmm`` draws two panels and so takes (and returns) a pair, ``axes``.
 Without a display (a server, CI), matplotlib's non-interactive Agg backend is
 selected so that ``fig.savefig("out.png")`` works.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
 import numpy as np
 
-__all__ = ["plot_mixture", "plot_convergence"]
+__all__ = ["plot_convergence", "plot_hmm", "plot_mixture"]
 
 _SIGMAS = (1.0, 2.0)
 _HISTORY_ATTRIBUTES = ("lower_bounds_", "log_likelihoods_", "history_", "objective_history_", "inertias_")
@@ -249,3 +251,221 @@ def plot_convergence(model, ax=None):
     _clip_initial_outliers(ax, values)
     ax.xaxis.get_major_locator().set_params(integer=True)
     return ax
+
+
+# --------------------------------------------------------------------------- hidden Markov models
+
+
+def _split_sequences(X, lengths):
+    """``X`` (concatenated with ``lengths``, or a list of 2-D arrays) as a list of
+    per-sequence pieces of the caller's own type, and the feature names."""
+    if isinstance(X, (list, tuple)):
+        if lengths is not None:
+            raise ValueError("lengths must be None when X is a list of sequences (each list item is one sequence).")
+        if not X:
+            raise ValueError("X is an empty list; pass at least one sequence.")
+        pieces = [x if hasattr(x, "iloc") else np.asarray(x) for x in X]
+        first = pieces[0]
+    else:
+        first = X if hasattr(X, "iloc") else np.asarray(X)
+        n = first.shape[0]
+        if lengths is None:
+            lengths = [n]
+        lengths = np.asarray(lengths)
+        if lengths.ndim != 1 or lengths.size == 0 or lengths.dtype.kind not in "iu" or np.any(lengths < 1):
+            raise ValueError(f"lengths must be a 1-D sequence of positive integers, got {lengths!r}.")
+        if int(lengths.sum()) != n:
+            raise ValueError(f"lengths sum to {int(lengths.sum())}, but X has {n} rows; they must agree.")
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        take = (lambda a, b: first.iloc[a:b]) if hasattr(first, "iloc") else (lambda a, b: first[a:b])
+        pieces = [take(a, b) for a, b in itertools.pairwise(bounds)]
+    if hasattr(first, "columns"):
+        names = [str(c) for c in first.columns]
+    else:
+        width = first.shape[1] if np.ndim(first) == 2 else 1
+        names = [f"feature {j}" for j in range(width)]
+    return pieces, names
+
+
+def _hmm_state_means(model, feature: int):
+    """Each state's mean of ``feature`` (K,), or ``None`` when the model has none.
+
+    Gaussian HMMs have ``means_`` (K, D); a GMM-HMM's (K, M, D) are averaged
+    with its mixture ``weights_`` (K, M); a Poisson HMM's mean is its rate
+    ``lambdas_``. Categorical HMMs (``emissionprob_``) have no mean level.
+    """
+    means = getattr(model, "means_", None)
+    if means is not None:
+        means = np.asarray(means, dtype=np.float64)
+        if means.ndim == 3 and getattr(model, "weights_", None) is not None:
+            means = np.einsum("km,kmd->kd", np.asarray(model.weights_, dtype=np.float64), means)
+        return means[:, feature] if means.ndim == 2 else None
+    rates = getattr(model, "lambdas_", None)
+    if rates is not None:
+        rates = np.asarray(rates, dtype=np.float64)
+        return rates[:, feature] if rates.ndim == 2 else None
+    return None
+
+
+def _state_runs(states):
+    """``(state, first, last)`` for each run of equal consecutive states."""
+    states = np.asarray(states)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(states)) + 1])
+    ends = np.concatenate([starts[1:] - 1, [states.size - 1]])
+    return [(int(states[a]), int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def _hmm_axes(axes):
+    if axes is None:
+        _, axes = _pyplot().subplots(
+            2, 1, sharex=True, figsize=(9, 5.5), height_ratios=(2.2, 1), layout="constrained"
+        )
+    axes = list(np.ravel(np.asarray(axes, dtype=object))) if not hasattr(axes, "plot") else [axes]
+    if len(axes) != 2:
+        raise ValueError(f"axes must be two matplotlib Axes (top: series, bottom: posteriors), got {len(axes)}.")
+    return axes
+
+
+def plot_hmm(model, X, lengths=None, *, sequence=0, feature=0, time=None, axes=None):
+    """Plot one observed sequence with its decoded states and state posteriors.
+
+    Top panel: the chosen feature of the chosen sequence over time, each
+    point coloured by its Viterbi state (``model.predict``); where the
+    model has a mean level per state (a Gaussian HMM's ``means_``, the
+    weighted component means of a GMM-HMM, a Poisson HMM's ``lambdas_``), a
+    horizontal segment marks that level over each run of the decoded state.
+    Bottom panel: the smoothed posteriors ``P(z_t = k | x_1..T)``
+    (``model.predict_proba``), stacked so they sum to one at each time.
+
+    Parameters
+    ----------
+    model : fitted hidden Markov model
+        Must have ``predict`` and ``predict_proba`` (hmmlearn's API), e.g.
+        ``GaussianHMM``, ``GMMHMM``, ``PoissonHMM`` or ``CategoricalHMM``.
+    X : array-like or DataFrame of shape (n_samples, n_features), or list
+        The sequences, concatenated (with ``lengths``) or as a list of 2-D
+        arrays, as passed to ``model.fit``.
+    lengths : array-like of int, optional
+        Length of each sequence in a concatenated ``X``; one sequence when
+        omitted.
+    sequence : int, default=0
+        Which sequence to plot (negative counts from the end).
+    feature : int or str, default=0
+        Which feature (column index, or name for a DataFrame) to plot.
+    time : array-like, optional
+        The x values (e.g. years), one per row of the plotted sequence, or
+        one per row of the whole concatenated ``X``; the row index when
+        omitted.
+    axes : pair of matplotlib Axes, optional
+        Where to draw (top, bottom); a new figure is made when omitted.
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+        ``[top, bottom]``.
+
+    Examples
+    --------
+    >>> from lateo.datasets import load_nile
+    >>> df = load_nile()
+    >>> top, bottom = plot_hmm(model, df[["flow"]], time=df["year"])  # doctest: +SKIP
+    """
+    pieces, names = _split_sequences(X, lengths)
+    if isinstance(sequence, bool) or not isinstance(sequence, (int, np.integer)) or not -len(pieces) <= sequence < len(pieces):
+        raise ValueError(f"sequence must be an integer in [0, {len(pieces)}) (there are {len(pieces)}), got {sequence!r}.")
+    data = pieces[int(sequence)]
+    values = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data)
+    values = values.reshape(-1, 1) if values.ndim == 1 else values
+    if isinstance(feature, str) and feature in names:
+        feature = names.index(feature)
+    if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not -len(names) <= feature < len(names):
+        raise ValueError(f"feature: {feature!r} is not a column of X (columns: {names}).")
+    feature = int(feature) % len(names)
+    x = _hmm_time(time, values.shape[0], pieces, int(sequence))
+    states = np.asarray(model.predict(data)).ravel()
+    posteriors = np.asarray(model.predict_proba(data), dtype=np.float64)
+    top, bottom = _hmm_axes(axes)
+    _draw_states(top, model, x, values[:, feature].astype(np.float64), states, posteriors.shape[1], feature)
+    _draw_posteriors(bottom, x, posteriors)
+    generic = names[feature] == f"feature {feature}"
+    top.set_ylabel("symbol" if generic and hasattr(model, "emissionprob_") else names[feature])
+    where = f", sequence {int(sequence) % len(pieces)} of {len(pieces)}" if len(pieces) > 1 else ""
+    top.set_title(f"{type(model).__name__}, {posteriors.shape[1]} states{where}: Viterbi path")
+    bottom.set_xlabel("time step" if time is None else str(getattr(time, "name", None) or "time"))
+    return [top, bottom]
+
+
+def _hmm_time(time, n: int, pieces, sequence: int) -> np.ndarray:
+    if time is None:
+        return np.arange(n, dtype=np.float64)
+    x = np.asarray(time)
+    total = sum(np.shape(p)[0] for p in pieces)
+    if x.ndim == 1 and x.shape[0] == n:
+        return x
+    if x.ndim == 1 and x.shape[0] == total:
+        start = sum(np.shape(p)[0] for p in pieces[:sequence])
+        return x[start : start + n]
+    raise ValueError(
+        f"time must have one value per row of the plotted sequence ({n}) or of all of X ({total}); "
+        f"got shape {x.shape}."
+    )
+
+
+def _state_colors(n_states: int):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(k % 10) for k in range(n_states)]
+
+
+def _level(value) -> str:
+    return f"{value:.1f}" if 0.1 <= abs(value) < 1e6 else f"{value:.3g}"
+
+
+def _half_step(x):
+    """Half the typical spacing of numeric time values (0 for dates and the like)."""
+    if x.size < 2 or x.dtype.kind not in "iuf":
+        return 0.5 if x.dtype.kind in "iuf" else 0
+    return float(np.median(np.diff(x.astype(np.float64)))) / 2
+
+
+def _draw_states(ax, model, x, y, states, n_states: int, feature: int) -> None:
+    colors = _state_colors(n_states)
+    categorical = hasattr(model, "emissionprob_")
+    if not categorical:  # symbols have no order: joining them would suggest one
+        ax.plot(x, y, color="0.75", linewidth=0.9, zorder=1)
+    size = 22 if y.size <= 300 else 8
+    means = _hmm_state_means(model, feature)
+    for k in range(n_states):
+        mask = states == k
+        if not mask.any():
+            continue
+        label = f"state {k}" + (f" (mean {_level(means[k])})" if means is not None else "")
+        ax.scatter(x[mask], y[mask], s=size, color=colors[k], label=label, zorder=3, edgecolors="none")
+    if means is not None:
+        step = _half_step(x)
+        for k, first, last in _state_runs(states):
+            ax.hlines(means[k], x[first] - step, x[last] + step, colors=[colors[k]], linewidth=2.4, zorder=2)
+    if np.all(y == np.round(y)) and np.unique(y).size <= 12:  # symbols or small counts: integer ticks
+        ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small", markerscale=1.3)
+
+
+def _draw_posteriors(ax, x, posteriors) -> None:
+    """Stacked posteriors, one block per time step (discrete time, no interpolation)."""
+    colors = _state_colors(posteriors.shape[1])
+    step = _half_step(x)
+    if step:  # numeric time: blocks centred on each time value
+        edges = np.concatenate([x - step, [x[-1] + step]]).astype(np.float64)
+        upper = np.cumsum(posteriors, axis=1)
+        upper = np.vstack([upper, upper[-1:]])
+        lower = np.hstack([np.zeros((upper.shape[0], 1)), upper[:, :-1]])
+        for k, color in enumerate(colors):
+            ax.fill_between(edges, lower[:, k], upper[:, k], step="post", color=color, alpha=0.8, linewidth=0)
+        ax.set_xlim(edges[0], edges[-1])
+    else:
+        ax.stackplot(x, posteriors.T, colors=colors, alpha=0.8, linewidth=0)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(state | data)")
+    ax.grid(True, alpha=0.3)

@@ -80,6 +80,24 @@ def test_demo_prints_fit_and_writes_png(demo_run):
     assert "converged" in result.output
 
 
+def test_demo_nile_finds_the_change_after_1898(demo_run):
+    out, result = demo_run
+    assert result.exit_code == 0, result.output
+    assert "Hidden Markov model on the Nile" in result.output
+    assert "Decoded state changes between 1898 and 1899" in result.output
+    assert result.output.count("Decoded state changes") == 1  # a single change point
+    assert "-629.80" in result.output  # the two-state maximum likelihood (hmmlearn: -629.8045)
+    assert "expected duration" in result.output and "mean flow" in result.output
+    png = out / "nile_hmm.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert str(png) in result.output.replace("\n", "")
+
+
+def test_demo_section_by_name(runner, workdir):
+    result = runner.invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0 and "old-faithful" in result.output and "nile" in result.output
+
+
 def test_demo_rejects_unknown_section(runner, workdir):
     result = runner.invoke(main, ["demo", "nope", "--out", str(workdir / "d")])
     _fails_cleanly(result, "nope", code=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lateo.datasets import load_old_faithful, make_gaussian_mixture
+from lateo.datasets import load_nile, load_old_faithful, make_gaussian_mixture
 
 N_LARGE = 200_000
 Z = 5.0  # tolerance in Monte Carlo standard errors
@@ -36,6 +36,31 @@ def test_old_faithful_array():
     assert isinstance(X, np.ndarray)
     assert X.shape == (272, 2) and X.dtype == np.float64
     np.testing.assert_array_equal(X, load_old_faithful().to_numpy(dtype=float))
+
+
+# --------------------------------------------------------------------------- Nile
+
+
+def test_nile_frame():
+    df = load_nile()
+    assert isinstance(df, pd.DataFrame)
+    assert df.shape == (100, 2)
+    assert list(df.columns) == ["year", "flow"]
+    assert np.issubdtype(df["year"].dtype, np.integer) and df["flow"].dtype == np.float64
+    np.testing.assert_array_equal(df["year"], np.arange(1871, 1971))
+    assert df.iloc[0].tolist() == [1871, 1120.0] and df.iloc[-1].tolist() == [1970, 740.0]
+    # Published summaries of R's datasets::Nile, and the level shift after 1898.
+    assert df["flow"].mean() == pytest.approx(919.35)
+    assert (df["flow"].min(), df["flow"].max()) == (456.0, 1370.0)
+    before, after = df.loc[df["year"] <= 1898, "flow"], df.loc[df["year"] > 1898, "flow"]
+    assert before.mean() == pytest.approx(1097.75) and after.mean() == pytest.approx(849.972222, abs=1e-6)
+
+
+def test_nile_array():
+    X = load_nile(as_frame=False)
+    assert isinstance(X, np.ndarray)
+    assert X.shape == (100, 1) and X.dtype == np.float64
+    np.testing.assert_array_equal(X[:, 0], load_nile()["flow"])
 
 
 # --------------------------------------------------------------------------- simulator: basics

@@ -104,7 +104,8 @@ def test_log_prior_matches_scipy_full():
     means, cov = _random_params("full", rng)
     weights = np.array([0.3, 0.7])
     psi = np.eye(D) * 0.7 + 0.1
-    prior = conjugate.MixturePrior(jnp.asarray([2.0, 3.0]), jnp.asarray(np.ones(D)), jnp.asarray(0.5), jnp.asarray(D + 2.0), jnp.asarray(psi))
+    niw = conjugate.NormalInverseWishart(jnp.asarray(np.ones(D)), jnp.asarray(0.5), jnp.asarray(D + 2.0), jnp.asarray(psi))
+    prior = conjugate.MixturePrior(jnp.asarray([2.0, 3.0]), niw)
     pc = gaussian.precisions_cholesky(jnp.asarray(cov), "full")
     got = float(conjugate.log_prior(jnp.asarray(weights), jnp.asarray(means), pc, prior, "full"))
     want = stats.dirichlet([2.0, 3.0]).logpdf(weights)
@@ -121,7 +122,8 @@ def test_log_prior_matches_scipy_diag_and_spherical():
     for covariance_type in ("diag", "spherical"):
         means, cov = _random_params(covariance_type, rng)
         psi = np.full(D, 0.8) if covariance_type == "diag" else 0.8
-        prior = conjugate.MixturePrior(alpha, jnp.zeros(D), jnp.asarray(2.0), jnp.asarray(3.0), jnp.asarray(psi))
+        niw = conjugate.NormalInverseWishart(jnp.zeros(D), jnp.asarray(2.0), jnp.asarray(3.0), jnp.asarray(psi))
+        prior = conjugate.MixturePrior(alpha, niw)
         pc = gaussian.precisions_cholesky(jnp.asarray(cov), covariance_type)
         got = float(conjugate.log_prior(jnp.asarray(weights), jnp.asarray(means), pc, prior, covariance_type))
         want = stats.dirichlet([1.0, 1.0]).logpdf(weights)

@@ -12,13 +12,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 from lateo.datasets import make_gaussian_mixture  # noqa: E402
 from lateo.models.gaussian_mixture import GaussianMixture  # noqa: E402
+from lateo.models.hmm import CategoricalHMM, GaussianHMM  # noqa: E402
 from lateo.models.kmeans import KMeans  # noqa: E402
-from lateo.plots import plot_convergence, plot_mixture  # noqa: E402
+from lateo.plots import plot_convergence, plot_hmm, plot_mixture  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -192,3 +194,153 @@ def test_convergence_shows_an_ordinary_curve_whole():
 def test_convergence_without_history(kmeans):
     with pytest.raises(ValueError, match="no convergence history"):
         plot_convergence(kmeans, ax=_axes())
+
+
+# --------------------------------------------------------------------------- plot_hmm
+
+LENGTHS = [30, 40]
+
+
+@pytest.fixture(scope="module")
+def series():
+    """Two sequences that each switch from a low to a high level half-way."""
+    rng = np.random.default_rng(0)
+    pieces = []
+    for n in LENGTHS:
+        level = np.where(np.arange(n) < n // 2, 0.0, 6.0)
+        pieces.append(np.column_stack([level + rng.normal(size=n), rng.normal(size=n)]))
+    return pd.DataFrame(np.vstack(pieces), columns=["level", "noise"])
+
+
+@pytest.fixture(scope="module")
+def ghmm(series):
+    return GaussianHMM(2, n_iter=30, random_state=0).fit(series, LENGTHS)
+
+
+@pytest.fixture(scope="module")
+def symbols():
+    rng = np.random.default_rng(1)
+    return np.concatenate([rng.choice(3, 25, p=[0.8, 0.1, 0.1]), rng.choice(3, 25, p=[0.1, 0.1, 0.8])])[:, None]
+
+
+@pytest.fixture(scope="module")
+def chmm(symbols):
+    return CategoricalHMM(2, n_iter=20, random_state=0).fit(symbols)
+
+
+def _two_axes():
+    return Figure().subplots(2, 1, sharex=True)
+
+
+def _segments(ax):
+    """(y, x_start, x_end) of the state-mean segments in the top panel."""
+    return [(seg[0, 1], seg[0, 0], seg[1, 0]) for c in ax.collections if isinstance(c, LineCollection)
+            for seg in c.get_segments()]
+
+
+def test_plot_hmm_gaussian(ghmm, series, tmp_path):
+    years = np.arange(1900, 1900 + len(series))
+    axes = plot_hmm(ghmm, series, LENGTHS, sequence=1, feature="level", time=years)
+    try:
+        assert len(axes) == 2 and all(isinstance(ax, Axes) for ax in axes)
+        top, bottom = axes
+        second = series.iloc[LENGTHS[0]:]
+        states = ghmm.predict(second)
+        points = [c for c in top.collections if isinstance(c, PathCollection)]
+        assert sum(len(c.get_offsets()) for c in points) == LENGTHS[1]
+        for collection in points:  # each state's points are the rows decoded in it
+            k = int(collection.get_label().split()[1])
+            np.testing.assert_array_equal(collection.get_offsets()[:, 0], years[LENGTHS[0]:][states == k])
+            np.testing.assert_array_equal(collection.get_offsets()[:, 1], second["level"].to_numpy()[states == k])
+        # One mean segment per run of the Viterbi path, at that state's mean.
+        runs = np.flatnonzero(np.diff(states)).size + 1
+        segments = _segments(top)
+        assert len(segments) == runs
+        assert {round(y, 9) for y, _, _ in segments} == {round(ghmm.means_[k, 0], 9) for k in np.unique(states)}
+        assert segments[0][1] == pytest.approx(years[LENGTHS[0]] - 0.5)
+        assert top.get_ylabel() == "level" and "sequence 1 of 2" in top.get_title()
+        assert bottom.get_ylim() == (0.0, 1.0)
+        assert len(bottom.collections) == 2  # one stacked band per state
+        assert bottom.get_xlim() == pytest.approx((years[LENGTHS[0]] - 0.5, years[-1] + 0.5))
+        _save(top, tmp_path)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(axes[0].figure)
+
+
+def test_plot_hmm_posterior_bands_stack_to_one(ghmm, series):
+    top, bottom = plot_hmm(ghmm, series, LENGTHS, axes=_two_axes())
+    posteriors = ghmm.predict_proba(series.iloc[: LENGTHS[0]])
+    # fill_between with step="post": the upper edge of the last band is 1 everywhere.
+    upper = bottom.collections[-1].get_paths()[0].vertices[:, 1]
+    assert upper.max() == pytest.approx(1.0) and upper.min() >= 0
+    first_band_top = bottom.collections[0].get_paths()[0].vertices[:, 1].max()
+    assert first_band_top == pytest.approx(posteriors[:, 0].max())
+    assert bottom.get_xlabel() == "time step" and top.get_ylabel() == "level"
+
+
+def test_plot_hmm_list_input_and_sequence_time(ghmm, series):
+    pieces = [series.iloc[: LENGTHS[0]].to_numpy(), series.iloc[LENGTHS[0]:].to_numpy()]
+    top, _ = plot_hmm(ghmm, pieces, sequence=-1, feature=1, time=np.arange(LENGTHS[1]) * 0.5, axes=_two_axes())
+    assert top.get_ylabel() == "feature 1"
+    offsets = np.vstack([c.get_offsets() for c in top.collections if isinstance(c, PathCollection)])
+    assert sorted(offsets[:, 0]) == pytest.approx(np.arange(LENGTHS[1]) * 0.5)
+
+
+def test_plot_hmm_categorical_has_no_levels(chmm, symbols, tmp_path):
+    top, _ = plot_hmm(chmm, symbols, axes=_two_axes())
+    assert _segments(top) == [] and top.get_lines() == []  # no means, no line joining symbols
+    assert top.get_ylabel() == "symbol"
+    assert sum(len(c.get_offsets()) for c in top.collections) == len(symbols)
+    _save(top, tmp_path)
+
+
+class FakeHMM:
+    """What plot_hmm reads of a Poisson HMM or a GMM-HMM: predict, predict_proba and the levels."""
+
+    def __init__(self, **attributes):
+        vars(self).update(attributes)
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0] > 5).astype(int)
+
+    def predict_proba(self, X):
+        states = self.predict(X)
+        return np.column_stack([1.0 - states, states]).astype(float)
+
+
+def test_plot_hmm_levels_of_poisson_and_gmm_models():
+    X = np.array([[1, 0], [2, 1], [9, 3], [8, 2], [1, 1]])
+    poisson = FakeHMM(lambdas_=np.array([[1.5, 0.5], [8.5, 2.5]]))
+    top, _ = plot_hmm(poisson, X, axes=_two_axes())
+    assert [y for y, _, _ in _segments(top)] == [1.5, 8.5, 1.5]
+    gmm = FakeHMM(means_=np.array([[[0.0, 0.0], [2.0, 0.0]], [[8.0, 0.0], [10.0, 0.0]]]),
+                  weights_=np.array([[0.5, 0.5], [0.75, 0.25]]))
+    top, _ = plot_hmm(gmm, X, axes=_two_axes())
+    assert [y for y, _, _ in _segments(top)] == [1.0, 8.5, 1.0]
+    assert "mean 8.5" in top.get_legend().get_texts()[1].get_text()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sequence": 2}, "sequence must be an integer in"),
+        ({"feature": "nope"}, "not a column"),
+        ({"feature": 3}, "not a column"),
+        ({"time": np.arange(5)}, "time must have one value per row"),
+        ({"lengths": [30, 30]}, "lengths sum to 60"),
+        ({"lengths": [70, -0]}, "positive integers"),
+    ],
+)
+def test_plot_hmm_bad_arguments(ghmm, series, kwargs, match):
+    kwargs = {"lengths": LENGTHS, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        plot_hmm(ghmm, series, axes=_two_axes(), **kwargs)
+
+
+def test_plot_hmm_needs_two_axes(ghmm, series):
+    with pytest.raises(ValueError, match="two matplotlib Axes"):
+        plot_hmm(ghmm, series, LENGTHS, axes=_axes())
+    with pytest.raises(ValueError, match="lengths must be None"):
+        plot_hmm(ghmm, [series.to_numpy()], LENGTHS, axes=_two_axes())

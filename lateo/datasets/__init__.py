@@ -21,7 +21,7 @@ import numpy as np
 
 from lateo.datasets.simulate import make_gaussian_mixture
 
-__all__ = ["load_old_faithful", "make_gaussian_mixture"]
+__all__ = ["load_nile", "load_old_faithful", "make_gaussian_mixture"]
 
 _DATA_PACKAGE = "lateo.datasets"
 
@@ -74,3 +74,57 @@ def load_old_faithful(as_frame: bool = True):
     if as_frame:
         return frame
     return frame.to_numpy(dtype=np.float64)
+
+
+def load_nile(as_frame: bool = True):
+    """Load the annual flow of the Nile at Aswan, 1871-1970 (100 years).
+
+    Each row is one year: ``year`` and ``flow``, the measured annual flow
+    of the river Nile at Aswan in 10^8 cubic metres. The level of the
+    series drops abruptly after 1898 (a change usually attributed to a drier
+    climate in the basin and to the building of the first Aswan dam, begun
+    in 1899): the mean flow is about 1098 in 1871-1898 and about 850 in
+    1899-1970. It is the standard example for
+    change-point detection and local-level state-space models, and a
+    two-state Gaussian hidden Markov model recovers the change: its Viterbi
+    path switches state between 1898 and 1899.
+
+    Parameters
+    ----------
+    as_frame : bool, default=True
+        Return a pandas DataFrame with columns ``year`` (int64) and ``flow``
+        (float64). With ``False``, return the flows alone as a float64
+        numpy array of shape (100, 1), in time order, ready for
+        ``GaussianHMM().fit``.
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        The series, one row per year.
+
+    References
+    ----------
+    Cobb, G. W. (1978). The problem of the Nile: conditional solution to a
+    change-point problem. *Biometrika* 65, 243-251.
+
+    Durbin, J. and Koopman, S. J. (2012). *Time Series Analysis by State
+    Space Methods*, 2nd ed., Oxford University Press (the running example
+    of chapter 2).
+
+    The same 100 values are R's ``datasets::Nile`` and statsmodels'
+    ``statsmodels.datasets.nile`` (public domain).
+
+    Examples
+    --------
+    >>> from lateo.datasets import load_nile
+    >>> df = load_nile()
+    >>> df.shape
+    (100, 2)
+    >>> load_nile(as_frame=False).shape
+    (100, 1)
+    """
+    frame = _read_csv("nile.csv")
+    frame = frame.astype({"year": "int64", "flow": "float64"})
+    if as_frame:
+        return frame
+    return frame[["flow"]].to_numpy(dtype=np.float64)

@@ -34,23 +34,29 @@ from jax.scipy.special import gammaln, multigammaln
 from .gaussian import GaussianStats, log_det_cholesky, unvech, uses_vech
 
 
-class MixturePrior(NamedTuple):
-    """Hyper-parameters of the conjugate mixture prior (arrays, in model coordinates).
+class NormalInverseWishart(NamedTuple):
+    """Conjugate prior of Gaussian components (arrays, in model coordinates).
 
     Attributes
     ----------
-    weight_concentration : (K,) Dirichlet ``alpha`` (>= 1 for a MAP mode).
     mean : (D,) ``mu0``.
     mean_precision : scalar ``kappa0 > 0``.
     degrees_of_freedom : scalar ``nu0`` (> D - 1 for full/tied, > 0 otherwise).
     scale : ``Psi0``: (D, D) full/tied, (D,) diag, scalar spherical.
     """
 
-    weight_concentration: jax.Array
     mean: jax.Array
     mean_precision: jax.Array
     degrees_of_freedom: jax.Array
     scale: jax.Array
+
+
+class MixturePrior(NamedTuple):
+    """Dirichlet ``weight_concentration`` (K,) (>= 1 for a MAP mode) on the
+    weights, and a Normal-inverse-Wishart ``components`` prior."""
+
+    weight_concentration: jax.Array
+    components: NormalInverseWishart
 
 
 def map_weights(counts, alpha):
@@ -59,13 +65,13 @@ def map_weights(counts, alpha):
     return num / jnp.sum(num)
 
 
-def map_means(stats: GaussianStats, prior: MixturePrior):
+def map_means(stats: GaussianStats, prior: NormalInverseWishart):
     """Posterior-mode means ``(s1_k + kappa0 mu0) / (n_k + kappa0)``."""
     kappa = prior.mean_precision
     return (stats.sum_x + kappa * prior.mean) / (stats.counts + kappa)[:, None]
 
 
-def _scatter(stats: GaussianStats, means, prior: MixturePrior, covariance_type: str):
+def _scatter(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str):
     """``B_k = s2_k + kappa0 mu0 mu0^T - (n_k + kappa0) mu_k mu_k^T`` (or its diagonal)."""
     kappa, mu0 = prior.mean_precision, prior.mean
     total = (stats.counts + kappa)
@@ -75,7 +81,7 @@ def _scatter(stats: GaussianStats, means, prior: MixturePrior, covariance_type: 
     return stats.sum_xx + kappa * mu0**2 - total[:, None] * means**2
 
 
-def map_covariances(stats: GaussianStats, means, prior: MixturePrior, covariance_type: str, reg_covar):
+def map_covariances(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str, reg_covar):
     """Posterior-mode covariances (see the module docstring), plus ``reg_covar``."""
     scatter = _scatter(stats, means, prior, covariance_type)
     nu, psi, n = prior.degrees_of_freedom, prior.scale, stats.counts
@@ -96,7 +102,7 @@ def log_dirichlet(weights, alpha):
     return gammaln(jnp.sum(alpha)) - jnp.sum(gammaln(alpha)) + jnp.sum((alpha - 1.0) * jnp.log(weights))
 
 
-def _log_normal_means(means, prec_chol, prior: MixturePrior, covariance_type: str):
+def _log_normal_means(means, prec_chol, prior: NormalInverseWishart, covariance_type: str):
     """``sum_k log N(mu_k | mu0, (kappa0 P_k)^-1)``."""
     dim = means.shape[-1]
     diff = means - prior.mean
@@ -131,10 +137,16 @@ def _log_inverse_gamma(inv_var, shape, scale):
 
 def log_prior(weights, means, prec_chol, prior: MixturePrior, covariance_type: str):
     """``log p(theta)``: Dirichlet weights plus Normal-inverse-Wishart components."""
+    return log_dirichlet(weights, prior.weight_concentration) + log_niw(
+        means, prec_chol, prior.components, covariance_type
+    )
+
+
+def log_niw(means, prec_chol, prior: NormalInverseWishart, covariance_type: str):
+    """``sum_k log NIW(mu_k, Sigma_k)`` (the diag/spherical variants of the module docstring)."""
     dim = means.shape[-1]
     nu, psi = prior.degrees_of_freedom, prior.scale
-    total = log_dirichlet(weights, prior.weight_concentration)
-    total += _log_normal_means(means, prec_chol, prior, covariance_type)
+    total = _log_normal_means(means, prec_chol, prior, covariance_type)
     if covariance_type == "full":
         total += jnp.sum(_log_inverse_wishart(prec_chol, psi, nu, dim))
     elif covariance_type == "tied":
@@ -150,7 +162,8 @@ def default_prior_arrays(X_centered_cov, n_components: int, covariance_type: str
     """Fraley & Raftery (2007) defaults: ``kappa0 = 0.01``, ``nu0 = D + 2``,
     ``Psi0 = cov(X) / K^(2/D)`` (its diagonal for diag, its mean variance for
     spherical), ``alpha = 1`` (no shrinkage of the weights), ``mu0`` = the data
-    mean (the origin of the centred coordinates)."""
+    mean (the origin of the centred coordinates). Returned as a flat dict
+    keyed like the estimators' ``prior`` argument."""
     dim = X_centered_cov.shape[0]
     scale = X_centered_cov / n_components ** (2.0 / dim)
     if covariance_type == "diag":
@@ -167,6 +180,6 @@ def default_prior_arrays(X_centered_cov, n_components: int, covariance_type: str
 
 
 __all__ = [
-    "MixturePrior", "default_prior_arrays", "log_dirichlet",
+    "MixturePrior", "NormalInverseWishart", "default_prior_arrays", "log_niw", "log_dirichlet",
     "log_prior", "map_covariances", "map_means", "map_weights",
 ]

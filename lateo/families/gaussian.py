@@ -223,6 +223,33 @@ def ml_m_step(stats: GaussianStats, covariance_type: str, reg_covar):
     return means, covariances_from_stats(stats, means, covariance_type, reg_covar)
 
 
+class GaussianComponents(NamedTuple):
+    """Fitted Gaussian components: means, covariances and precision Cholesky factors."""
+
+    means: jax.Array
+    covariances: jax.Array
+    precisions_cholesky: jax.Array
+
+
+def m_step(stats: GaussianStats, covariance_type: str, reg_covar, prior=None) -> GaussianComponents:
+    """Closed-form M-step of K Gaussian components from their statistics.
+
+    Maximum likelihood, or with a Normal-inverse-Wishart ``prior`` (see
+    :mod:`lateo.families.conjugate`) its posterior mode; ``reg_covar`` is
+    added to the diagonals, and covariances that are still not positive
+    definite are repaired (:func:`repair_covariances`).
+    """
+    if prior is None:
+        means, cov = ml_m_step(stats, covariance_type, reg_covar)
+    else:
+        from . import conjugate  # conjugate builds on this module
+
+        means = conjugate.map_means(stats, prior)
+        cov = conjugate.map_covariances(stats, means, prior, covariance_type, reg_covar)
+    cov = repair_covariances(cov, covariance_type, reg_covar)
+    return GaussianComponents(means, cov, precisions_cholesky(cov, covariance_type))
+
+
 def n_covariance_parameters(covariance_type: str, n_components: int, dim: int) -> int:
     """Free covariance parameters (for BIC/AIC), as scikit-learn counts them."""
     return {

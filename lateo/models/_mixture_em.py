@@ -78,13 +78,11 @@ def m_step(stats: GaussianStats, hyper: MixtureHyper, covariance_type: str) -> M
     if hyper.prior is None:
         counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
         weights = counts / jnp.sum(counts)
-        means, cov = gaussian.ml_m_step(stats, covariance_type, hyper.reg_covar)
+        components = gaussian.m_step(stats, covariance_type, hyper.reg_covar)
     else:
         weights = conjugate.map_weights(stats.counts, hyper.prior.weight_concentration)
-        means = conjugate.map_means(stats, hyper.prior)
-        cov = conjugate.map_covariances(stats, means, hyper.prior, covariance_type, hyper.reg_covar)
-    cov = gaussian.repair_covariances(cov, covariance_type, hyper.reg_covar)
-    return MixtureParams(weights, means, cov, gaussian.precisions_cholesky(cov, covariance_type))
+        components = gaussian.m_step(stats, covariance_type, hyper.reg_covar, hyper.prior.components)
+    return MixtureParams(weights, *components)
 
 
 def objective(params: MixtureParams, log_lik, n_samples, hyper: MixtureHyper, covariance_type: str):

@@ -168,4 +168,5 @@ def _check_prior(values, k, d, covariance_type, dtype) -> conjugate.MixturePrior
         raise ValueError("prior['scale'] must be positive (definite).")
     mean = _as_array(values["mean"], "prior['mean']", (d,))
     as_j = partial(jnp.asarray, dtype=dtype)
-    return conjugate.MixturePrior(as_j(alpha), as_j(mean), as_j(kappa), as_j(nu), as_j(scale))
+    niw = conjugate.NormalInverseWishart(as_j(mean), as_j(kappa), as_j(nu), as_j(scale))
+    return conjugate.MixturePrior(as_j(alpha), niw)
