@@ -28,7 +28,8 @@ shapes (for ``diag``/``spherical`` it is ``1/sigma``).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -258,3 +259,61 @@ def n_covariance_parameters(covariance_type: str, n_components: int, dim: int) -
         "diag": n_components * dim,
         "spherical": n_components,
     }[covariance_type]
+
+
+class GaussianHyper(NamedTuple):
+    """Run-time hyper-parameters of Gaussian emissions: ``reg_covar`` and an
+    optional Normal-inverse-Wishart prior."""
+
+    reg_covar: jax.Array
+    prior: Any = None
+
+
+@dataclass(frozen=True)
+class GaussianFamily:
+    """Gaussian emissions, one component per hidden state (an HMM emission family).
+
+    Parameters are :class:`GaussianComponents`; the statistics are
+    :class:`GaussianStats` weighted by the state posteriors. hmmlearn's
+    letters: ``"m"`` (means), ``"c"`` (covariances).
+    """
+
+    covariance_type: str = "diag"
+    letters = (("means", "m"), ("covariances", "c"), ("precisions_cholesky", "c"))
+
+    def log_prob(self, params: GaussianComponents, X):
+        return log_prob(X, GaussianParams(params.means, params.precisions_cholesky), self.covariance_type)
+
+    def stats(self, X, resp) -> GaussianStats:
+        return weighted_stats(features(X, self.covariance_type), resp, X.shape[-1])
+
+    def m_step(self, stats: GaussianStats, hyper: GaussianHyper) -> GaussianComponents:
+        return m_step(stats, self.covariance_type, hyper.reg_covar, hyper.prior)
+
+    def log_prior(self, params: GaussianComponents, hyper: GaussianHyper):
+        if hyper.prior is None:
+            return jnp.zeros((), params.means.dtype)
+        from .conjugate import log_niw
+
+        return log_niw(params.means, params.precisions_cholesky, hyper.prior, self.covariance_type)
+
+    def counts(self, stats: GaussianStats):
+        return stats.counts
+
+    def sample(self, key, params: GaussianComponents, states):
+        """One observation per entry of ``states`` (N,), shape (N, D)."""
+        n_states, dim = params.means.shape
+        chol = jnp.linalg.cholesky(full_covariances(params.covariances, self.covariance_type, n_states, dim))
+        eps = jax.random.normal(key, (states.shape[0], dim), params.means.dtype)
+        return params.means[states] + jnp.einsum("nij,nj->ni", chol[states], eps)
+
+
+def full_covariances(covariances, covariance_type: str, n_components: int, dim: int):
+    """(K, D, D) covariance matrices from any covariance type (hmmlearn's ``covars_`` layout)."""
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return jnp.broadcast_to(covariances, (n_components, dim, dim))
+    if covariance_type == "diag":
+        return covariances[..., :, None] * jnp.eye(dim, dtype=covariances.dtype)
+    return covariances[:, None, None] * jnp.eye(dim, dtype=covariances.dtype)

@@ -261,7 +261,7 @@ class GaussianMixture(ParamsMixin):
         n_samples = check_int(n_samples, name="n_samples", low=1)
         rng = np.random.default_rng(int(jax.random.randint(check_random_key(self.random_state), (), 0, 2**31 - 1)))
         counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        covs = _full_covariances(self.covariances_, self.covariance_type, *self.means_.shape)
+        covs = np.asarray(gaussian.full_covariances(jnp.asarray(self.covariances_), self.covariance_type, *self.means_.shape))
         X = np.vstack([rng.multivariate_normal(m, c, size=n, method="cholesky") for m, c, n in zip(self.means_, covs, counts)])
         y = np.repeat(np.arange(len(counts)), counts)
         return X, y
@@ -271,17 +271,6 @@ def _precisions(prec_chol, covariance_type):
     if gaussian.uses_vech(covariance_type):
         return prec_chol @ np.swapaxes(prec_chol, -1, -2)
     return prec_chol**2
-
-
-def _full_covariances(covariances, covariance_type, k, d):
-    """(K, D, D) covariance matrices from any covariance type."""
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances, (k, d, d))
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in covariances])
-    return covariances[:, None, None] * np.eye(d)
 
 
 __all__ = ["GaussianMixture"]
