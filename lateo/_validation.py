@@ -71,10 +71,13 @@ def check_int(value, *, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
-def check_float(value, *, name: str, low: float = 0.0, inclusive: bool = True) -> float:
-    """A finite real number ``>= low`` (or ``> low``), or a clear ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+def check_float(value, *, name: str, low: float = 0.0, inclusive: bool = True, finite: bool = True) -> float:
+    """A real number ``>= low`` (or ``> low``), finite unless ``finite=False``
+    (NaN never passes), or a clear ``ValueError``."""
+    bad_type = isinstance(value, bool) or not isinstance(value, numbers.Real)
+    if bad_type or np.isnan(value) or (finite and not np.isfinite(value)):
+        kind = "a finite number" if finite else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
     if value < low or (not inclusive and value == low):
         op = ">=" if inclusive else ">"
         raise ValueError(f"{name} must be {op} {low}, got {value}.")

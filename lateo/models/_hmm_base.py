@@ -53,7 +53,7 @@ class BaseHMM(ParamsMixin):
     def _validate_hyperparameters(self) -> None:
         check_int(self.n_components, name="n_components", low=1)
         check_int(self.n_iter, name="n_iter", low=0)
-        check_float(self.tol, name="tol", low=-np.inf)
+        check_float(self.tol, name="tol", low=-np.inf, finite=False)  # -inf: never stop early
         check_option(self.algorithm, name="algorithm", options=("viterbi", "map"))
         check_option(self.implementation, name="implementation", options=("log", "scaling"))
         check_progress(self.progress)
@@ -137,9 +137,10 @@ class BaseHMM(ParamsMixin):
     def _prepare(self, X, lengths):
         check_is_fitted(self, "transmat_")
         seqs = self._sequences(X, lengths)
-        if seqs[0].shape[1] != self.n_features_in_:
+        expected = getattr(self, "n_features_in_", None)  # None: parameters set by hand, not fitted
+        if expected is not None and seqs[0].shape[1] != expected:
             raise ValueError(f"X has {seqs[0].shape[1]} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input.")
+                             f"{expected} features as input.")
         dtype = resolve_dtype(self.dtype)
         shift = self._scoring_shift()
         return self._buckets(seqs, shift, dtype), self._fitted_params(shift, dtype)
