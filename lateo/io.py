@@ -135,13 +135,24 @@ def _decode(value, arrays):
     raise ValueError(f"unknown tagged value {sorted(value)}")
 
 
+def _is_fitted_attribute(cls, name: str) -> bool:
+    """Whether ``name`` is fitted state that a model file carries.
+
+    That is a public attribute ending in ``_`` (scikit-learn's fitted
+    attributes), or the private storage ``_name_`` behind a property
+    ``name_`` of the class: an HMM's ``covars_`` is stored in its covariance
+    type's own shape and read as full matrices, so the storage, not the
+    property's view, is what restores the model exactly.
+    """
+    if not name.endswith("_") or name.endswith("__") or name.startswith("__"):
+        return False
+    return not name.startswith("_") or isinstance(getattr(cls, name[1:], None), property)
+
+
 def _fitted_attributes(estimator) -> dict:
-    """Public attributes ending in ``_`` (scikit-learn's fitted attributes)."""
-    return {
-        name: value
-        for name, value in vars(estimator).items()
-        if name.endswith("_") and not name.startswith("_") and not name.endswith("__")
-    }
+    """The estimator's fitted attributes (see :func:`_is_fitted_attribute`)."""
+    cls = type(estimator)
+    return {name: value for name, value in vars(estimator).items() if _is_fitted_attribute(cls, name)}
 
 
 def _metadata(estimator, encoder: _Encoder) -> dict:
@@ -198,7 +209,8 @@ def save_model(estimator, path) -> Path:
     estimator : lateo estimator
         Any estimator whose class lives under ``lateo.``. Its
         hyperparameters (``get_params()``) and fitted attributes (public
-        attributes ending in ``_``: arrays, numbers, booleans, strings) are
+        attributes ending in ``_``, and the private ``_name_`` behind a
+        property ``name_``: arrays, numbers, booleans, strings) are
         written; nothing is pickled.
     path : str or os.PathLike
         Target file, written exactly at this name (the suffix ``.npz`` is
@@ -323,6 +335,8 @@ def load_model(path):
             f"({exc}); it was written by lateo {meta.get('lateo_version')}. Install that version or re-fit."
         ) from None
     for name, value in attributes.items():
+        if not _is_fitted_attribute(cls, name):
+            raise ValueError(f"{path} is corrupt: {name!r} is not a fitted attribute of {meta['class']}. Save it again.")
         setattr(estimator, name, value)
     return estimator
 

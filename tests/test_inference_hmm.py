@@ -93,7 +93,8 @@ def test_parallel_equals_sequential_on_a_long_padded_sequence():
     np.testing.assert_allclose(par.log_likelihood, seq.log_likelihood, rtol=1e-8)
     np.testing.assert_allclose(par.gamma, seq.gamma, atol=1e-8)
     np.testing.assert_allclose(par.xi_sum, seq.xi_sum, rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(par.log_filtered[:2500], seq.log_filtered[:2500], atol=1e-8)
+    filtered = [jax.jit(f)(*args)[1][:2500] for f in (hmm.hmm_filter, hmm.parallel_filter)]
+    np.testing.assert_allclose(filtered[1], filtered[0], atol=1e-8)
     (lp_s, path_s), (lp_p, path_p) = (viterbi(*args) for viterbi in VITERBIS)
     np.testing.assert_allclose(lp_p, lp_s, rtol=1e-8)
     np.testing.assert_array_equal(path_p[:2500], path_s[:2500])
@@ -164,3 +165,40 @@ def test_sample_states_follows_the_chain():
     assert states[0] == 0
     from_zero = states[1:][states[:-1] == 0]
     np.testing.assert_allclose(from_zero.mean(), 0.1, atol=0.01)
+
+
+BATCH = jax.jit(hmm.batch_smoother)
+SCALED = jax.jit(hmm.batch_smoother_scaled)
+
+
+def _batch_case(rng, log_scale=2.0):
+    start, trans, _ = _random_model(rng, 3, 1, zeros=True)
+    log_obs = rng.normal(scale=log_scale, size=(8, 32, 3))
+    lengths = np.array([32, 1, 0, 17, 5, 32, 2, 9])
+    return jnp.log(jnp.asarray(start)), jnp.asarray(trans), jnp.asarray(log_obs), jnp.asarray(lengths)
+
+
+def test_batch_smoother_equals_log_space_smoother():
+    """The scaled fast path on a padded batch (with empty and length-1 sequences)."""
+    ls, tr, lo, lengths = _batch_case(np.random.default_rng(7))
+    fast = SCALED(ls, tr, lo, lengths)
+    each = [SMOOTHERS[0](ls, tr, lo[i], lengths[i]) for i in range(8)]
+    keep = np.asarray(lengths) > 0
+    np.testing.assert_allclose(fast.log_likelihood, [float(e.log_likelihood) if k else 0.0 for e, k in zip(each, keep)], rtol=1e-12)
+    for i in range(8):
+        np.testing.assert_allclose(fast.gamma[i], each[i].gamma if keep[i] else 0.0, atol=1e-12)
+    np.testing.assert_allclose(fast.xi_sum, sum(e.xi_sum for e, k in zip(each, keep) if k), rtol=1e-10, atol=1e-12)
+
+
+def test_batch_smoother_falls_back_to_log_space_on_underflow():
+    """An observation 1e5 nats less likely under the only reachable state:
+    the scaled recursion's normaliser underflows to 0; the fallback is exact."""
+    ls, tr, lo, lengths = _batch_case(np.random.default_rng(8))
+    tr = jnp.asarray(np.tile([1.0, 0.0, 0.0], (3, 1)))  # always go to state 0
+    lo = lo.at[0, 5, 0].set(-1e5)
+    assert not np.isfinite(np.asarray(SCALED(ls, tr, lo, lengths).log_likelihood[0]))
+    post = BATCH(ls, tr, lo, lengths)
+    want = SMOOTHERS[0](ls, tr, lo[0], lengths[0])
+    np.testing.assert_allclose(post.log_likelihood[0], want.log_likelihood, rtol=1e-12)
+    np.testing.assert_allclose(post.gamma[0], want.gamma, atol=1e-12)
+    assert np.all(np.isfinite(np.asarray(post.gamma)))

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 import lateo.io as lio
-from lateo.datasets import make_gaussian_mixture
+from lateo.datasets import load_nile, make_gaussian_mixture
 from lateo.io import FORMAT_NAME, FORMAT_VERSION, load_model, save_model
 from lateo.models.gaussian_mixture import GaussianMixture
+from lateo.models.hmm import GaussianHMM
 from lateo.models.kmeans import KMeans
 
 META = "__lateo_metadata__"
@@ -88,6 +89,28 @@ def test_kmeans_round_trip(kmeans, data, tmp_path):
     np.testing.assert_array_equal(loaded.labels_, kmeans.labels_)
     assert float(loaded.inertia_) == float(kmeans.inertia_)
     assert loaded.n_iter_ == kmeans.n_iter_
+
+
+def test_hmm_round_trip_keeps_property_storage(tmp_path):
+    """GaussianHMM.covars_ is a property over ``_covars_`` (the type's own shape): the storage is saved."""
+    X = load_nile(as_frame=False)
+    hmm = GaussianHMM(2, covariance_type="diag", n_iter=50, random_state=0, progress=False).fit(X)
+    path = save_model(hmm, tmp_path / "hmm.npz")
+    meta, _ = _metadata(path)
+    assert {"_covars_", "means_", "startprob_", "transmat_", "lower_bounds_"} <= set(meta["attributes"])
+    assert "covars_" not in meta["attributes"]  # the property's full-matrix view is not stored
+    loaded = load_model(path)
+    assert type(loaded) is GaussianHMM and loaded.get_params() == hmm.get_params()
+    assert loaded._covars_.shape == (2, 1)
+    np.testing.assert_array_equal(loaded.covars_, hmm.covars_)
+    np.testing.assert_array_equal(loaded.predict(X), hmm.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), hmm.predict_proba(X))
+    assert loaded.score(X) == hmm.score(X)
+    # A name that is neither a fitted attribute nor a property's storage is refused.
+    meta, arrays = _metadata(path)
+    meta["attributes"]["_private_"] = 1.0
+    with pytest.raises(ValueError, match="'_private_' is not a fitted attribute"):
+        load_model(_write_npz(tmp_path / "odd.npz", meta, **arrays))
 
 
 def test_array_and_nested_parameters_round_trip(tmp_path):

@@ -18,7 +18,8 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 from lateo.datasets import make_gaussian_mixture  # noqa: E402
 from lateo.models.gaussian_mixture import GaussianMixture  # noqa: E402
-from lateo.models.hmm import CategoricalHMM, GaussianHMM  # noqa: E402
+from lateo.models.hmm import GaussianHMM  # noqa: E402
+from lateo.models.hmm_discrete import CategoricalHMM  # noqa: E402
 from lateo.models.kmeans import KMeans  # noqa: E402
 from lateo.plots import plot_convergence, plot_hmm, plot_mixture  # noqa: E402
 

@@ -3,8 +3,8 @@
 Sequences are accepted in hmmlearn's convention (rows of all sequences
 concatenated, plus ``lengths``) or as a list of arrays. They are grouped into
 buckets whose padded length is a power of two (at least 16), and the number
-of sequences per bucket is rounded up too (a power of two up to 64, then a
-multiple of 64), so that many sequences go through one compiled call and a
+of sequences per bucket is rounded up too (a power of two up to 16, then a
+multiple of 16), so that many sequences go through one compiled call and a
 new length rarely triggers a recompilation. Padding steps and padding
 sequences carry ``length`` masks; inference ignores them.
 """
@@ -89,7 +89,7 @@ def _round_up_pow2(n: int, low: int) -> int:
 
 
 def _round_count(n: int) -> int:
-    return _round_up_pow2(n, 1) if n <= 64 else -(-n // 64) * 64
+    return _round_up_pow2(n, 1) if n <= 16 else -(-n // 16) * 16
 
 
 def bucket_sequences(seqs, dtype) -> Buckets:

@@ -14,13 +14,13 @@ lectures 1-3 and 5; Rabiner 1989):
 * forward-filtering backward-sampling of state paths, and sampling of
   state sequences from the prior.
 
-Everything is kept in log space. Each recursion step multiplies by the
-transition matrix after shifting by the running maximum,
-``log(exp(v) A) = m + log(exp(v - m) A)``, so no normaliser can underflow
-(T = 10^6 steps stay finite); only contributions below ``1e-308`` of the
-current maximum are dropped. The pairwise marginals are summed without a
-(T, K, K) array: ``sum_t xi_t = A * (U^T diag(1/s) V)`` with
-``U_t = alpha_t-1``, ``V_t = b_t * beta_t`` and ``s_t = U_t^T A V_t``.
+The single-sequence recursions are exact in log space: each step is a
+logsumexp over the K^2 terms ``log alpha_t-1(i) + log A_ij``, so nothing
+can underflow (T = 10^6 steps stay finite). The batched E-step engine,
+:func:`batch_smoother`, runs the scaled probability-space recursions
+(Rabiner 1989), which need no transcendental function per step, and falls
+back to the exact log-space ones for a batch in which a normaliser
+underflowed. The pairwise marginals are summed without a (T, K, K) array.
 
 The ``parallel_*`` functions compute the same quantities with associative
 scans (Särkkä & García-Fernández 2021, "Temporal parallelization of
@@ -37,6 +37,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+#: Loop unrolling of the sequential recursions (fewer loop-control steps on CPUs).
+_UNROLL = 4
+
 
 class Posterior(NamedTuple):
     """Smoothed posteriors of one sequence.
@@ -46,31 +49,25 @@ class Posterior(NamedTuple):
     log_likelihood : scalar, ``log p(x)``.
     gamma : (T, K) ``p(z_t | x)`` (zero rows past ``length``).
     xi_sum : (K, K) ``sum_t p(z_t-1 = i, z_t = j | x)``.
-    log_filtered : (T, K) normalised ``log p(z_t | x_0..t)``.
     """
 
     log_likelihood: jax.Array
     gamma: jax.Array
     xi_sum: jax.Array
-    log_filtered: jax.Array
 
 
 def _length(log_obs, length):
     return log_obs.shape[0] if length is None else length
 
 
-def _log_vecmat(log_v, matrix):
-    """``log(exp(log_v) @ matrix)`` with a max shift (no underflow of the sum)."""
-    m = jnp.max(log_v)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return m + jnp.log(jnp.exp(log_v - m) @ matrix)
+def _log_vecmat(log_v, log_matrix):
+    """``log(exp(log_v) @ exp(log_matrix))``, exactly (a logsumexp over K^2 terms)."""
+    return logsumexp(log_v[:, None] + log_matrix, axis=0)
 
 
-def _log_matvec(matrix, log_v):
-    """``log(matrix @ exp(log_v))`` with a max shift."""
-    m = jnp.max(log_v)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return m + jnp.log(matrix @ jnp.exp(log_v - m))
+def _log_matvec(log_matrix, log_v):
+    """``log(exp(log_matrix) @ exp(log_v))``, exactly."""
+    return logsumexp(log_matrix + log_v[None, :], axis=1)
 
 
 def _normalise(log_v):
@@ -86,12 +83,13 @@ def hmm_filter(log_start, trans, log_obs, length=None):
     Rows past ``length`` repeat the last filtered distribution.
     """
     length = _length(log_obs, length)
+    log_trans = jnp.log(trans)
     first, c0 = _normalise(log_start + log_obs[0])
 
     def step(carry, inputs):
         log_alpha, total = carry
         obs_t, t = inputs
-        new, c = _normalise(_log_vecmat(log_alpha, trans) + obs_t)
+        new, c = _normalise(_log_vecmat(log_alpha, log_trans) + obs_t)
         valid = t < length
         log_alpha = jnp.where(valid, new, log_alpha)
         return (log_alpha, total + jnp.where(valid, c, 0.0)), log_alpha
@@ -109,11 +107,12 @@ def hmm_backward(trans, log_obs, length=None):
     """
     length = _length(log_obs, length)
     n_states = log_obs.shape[1]
+    log_trans = jnp.log(trans)
 
     def step(log_beta_next, inputs):
         obs_next, t = inputs
-        new = _log_matvec(trans, obs_next + log_beta_next)
-        new = new - jnp.max(new)
+        new = _log_matvec(log_trans, obs_next + log_beta_next)
+        new = new - jnp.where(jnp.isfinite(jnp.max(new)), jnp.max(new), 0.0)
         log_beta = jnp.where(t < length - 1, new, jnp.zeros_like(new))
         return log_beta, log_beta
 
@@ -124,28 +123,119 @@ def hmm_backward(trans, log_obs, length=None):
 
 
 def _marginals(trans, log_obs, log_alpha, log_beta, length):
-    """``gamma`` (T, K) and ``sum_t xi_t`` (K, K) from filtered and backward messages."""
+    """``gamma`` (T, K) and ``sum_t xi_t`` (K, K) from log filtered and backward messages.
+
+    Exact: each ``xi_t`` is normalised in log space over its K^2 entries,
+    accumulated by a scan (no (T, K, K) array).
+    """
     steps = jnp.arange(log_obs.shape[0])
     log_g = log_alpha + log_beta
     gamma = jnp.exp(log_g - logsumexp(log_g, axis=1, keepdims=True))
     gamma = jnp.where((steps < length)[:, None], gamma, 0.0)
-    u = jnp.exp(log_alpha[:-1] - jnp.max(log_alpha[:-1], axis=1, keepdims=True))
-    log_v = log_obs[1:] + log_beta[1:]
-    v = jnp.exp(log_v - jnp.max(log_v, axis=1, keepdims=True))
-    s = jnp.sum((u @ trans) * v, axis=1)
-    valid = steps[1:] < length
-    weight = jnp.where(valid & (s > 0), 1.0 / jnp.where(s > 0, s, 1.0), 0.0)
-    xi_sum = trans * ((u * weight[:, None]).T @ v)
+    log_trans = jnp.log(trans)
+
+    def add(total, inputs):
+        la, lv, ok = inputs
+        log_xi = la[:, None] + log_trans + lv[None, :]
+        xi = jnp.exp(log_xi - logsumexp(log_xi))
+        return total + jnp.where(ok, xi, 0.0), None
+
+    inputs = (log_alpha[:-1], log_obs[1:] + log_beta[1:], steps[1:] < length)
+    xi_sum, _ = jax.lax.scan(add, jnp.zeros_like(trans), inputs)
     return gamma, xi_sum
 
 
 def hmm_smoother(log_start, trans, log_obs, length=None) -> Posterior:
-    """Forward-backward: log-likelihood, ``gamma``, summed ``xi`` and the filter."""
+    """Forward-backward in log space: log-likelihood, ``gamma`` and summed ``xi``."""
     length = _length(log_obs, length)
     log_lik, log_alpha = hmm_filter(log_start, trans, log_obs, length)
     log_beta = hmm_backward(trans, log_obs, length)
     gamma, xi_sum = _marginals(trans, log_obs, log_alpha, log_beta, length)
-    return Posterior(log_lik, gamma, xi_sum, log_alpha)
+    return Posterior(log_lik, gamma, xi_sum)
+
+
+class BatchPosterior(NamedTuple):
+    """Smoothed posteriors of a batch of padded sequences.
+
+    ``log_likelihood`` (S,), ``gamma`` (S, T, K) (zero past each length),
+    ``xi_sum`` (K, K) summed over time *and* sequences.
+    """
+
+    log_likelihood: jax.Array
+    gamma: jax.Array
+    xi_sum: jax.Array
+
+
+def batch_smoother_scaled(log_start, trans, log_obs, lengths) -> BatchPosterior:
+    """Forward-backward of a batch (S, T, K) by the scaled recursions (Rabiner 1989).
+
+    The fast path. Emissions are exponentiated once, shifted per step by
+    their maximum (``b_t = exp(log_obs_t - max_k log_obs_t)``), and the
+    messages are carried as probabilities normalised at every step, time
+    major with the sequences side by side, so the recursions need no
+    logarithm or exponential. It underflows only if, at some step, every
+    state with predicted mass has an emission below ``1e-308`` of the best
+    one; that sequence's log-likelihood is then not finite, and
+    :func:`batch_smoother` recomputes the batch in log space.
+    """
+    n_steps = log_obs.shape[1]
+    shift = jnp.max(log_obs, axis=2, keepdims=True)
+    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
+    b = jnp.swapaxes(jnp.exp(log_obs - shift), 0, 1)  # (T, S, K)
+    steps = jnp.arange(n_steps)
+    valid = (steps[:, None] < lengths[None, :])[..., None]  # (T, S, 1)
+    a0 = jnp.exp(log_start) * b[0]
+    c0 = jnp.sum(a0, axis=1, keepdims=True)
+
+    def forward(alpha, inputs):
+        b_t, ok = inputs
+        a = (alpha @ trans) * b_t
+        c = jnp.sum(a, axis=1, keepdims=True)
+        alpha = jnp.where(ok, a / c, alpha)
+        return alpha, (alpha, jnp.where(ok, c, 1.0))
+
+    _, (alphas, norms) = jax.lax.scan(forward, a0 / c0, (b[1:], valid[1:]), unroll=_UNROLL)
+    alphas = jnp.concatenate([(a0 / c0)[None], alphas], axis=0)
+    norms = jnp.concatenate([c0[None], norms], axis=0)
+    log_lik = jnp.sum(jnp.where(valid, jnp.log(norms) + jnp.swapaxes(shift, 0, 1), 0.0), axis=(0, 2))
+
+    def backward(carry, inputs):
+        beta_next, xi = carry
+        alpha, b_next, ok_next = inputs
+        v = b_next * beta_next
+        pair = (alpha @ trans) * v
+        total = jnp.sum(pair, axis=1, keepdims=True)
+        weight = jnp.where(ok_next & (total > 0), 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
+        xi = xi + (alpha * weight).T @ v
+        new = v @ trans.T
+        beta = jnp.where(ok_next, new / jnp.max(new, axis=1, keepdims=True), jnp.ones_like(new))
+        g = alpha * beta
+        return (beta, xi), g / jnp.sum(g, axis=1, keepdims=True)
+
+    n_states = trans.shape[0]
+    init = (jnp.ones_like(a0), jnp.zeros((n_states, n_states), trans.dtype))
+    (_, xi), gammas = jax.lax.scan(backward, init, (alphas[:-1], b[1:], valid[1:]), reverse=True, unroll=_UNROLL)
+    gamma = jnp.concatenate([gammas, alphas[-1:]], axis=0)  # beta = 1 at the last step
+    gamma = jnp.where(valid & (lengths[None, :, None] > 0), gamma, 0.0)
+    return BatchPosterior(jnp.where(lengths > 0, log_lik, 0.0), jnp.swapaxes(gamma, 0, 1), trans * xi)
+
+
+def batch_smoother(log_start, trans, log_obs, lengths) -> BatchPosterior:
+    """Smoothers of a batch of padded sequences (S, T, K), sequences of length 0
+    ignored: the scaled fast path, and the log-space recursions for the whole
+    batch if any normaliser underflowed (a ``lax.cond``: the slow path costs
+    nothing when it is not taken)."""
+    fast = batch_smoother_scaled(log_start, trans, log_obs, lengths)
+    underflow = jnp.any(~jnp.isfinite(fast.log_likelihood))
+
+    def exact():
+        post = jax.vmap(hmm_smoother, in_axes=(None, None, 0, 0))(log_start, trans, log_obs, lengths)
+        keep = lengths > 0
+        return BatchPosterior(jnp.where(keep, post.log_likelihood, 0.0),
+                              jnp.where(keep[:, None, None], post.gamma, 0.0),
+                              jnp.sum(jnp.where(keep[:, None, None], post.xi_sum, 0.0), axis=0))
+
+    return jax.lax.cond(underflow, exact, lambda: fast)
 
 
 def hmm_viterbi(log_start, trans, log_obs, length=None):
@@ -222,12 +312,24 @@ def hmm_sample_states(key, log_start, trans, n_steps: int):
 
 
 def _log_matmul(a, b):
-    """Log-semiring product ``log(exp(a) @ exp(b))`` of (..., K, K) stacks, max-shifted."""
-    ma = jnp.max(a, axis=-1, keepdims=True)
-    ma = jnp.where(jnp.isfinite(ma), ma, 0.0)
-    mb = jnp.max(b, axis=-2, keepdims=True)
-    mb = jnp.where(jnp.isfinite(mb), mb, 0.0)
-    return jnp.log(jnp.exp(a - ma) @ jnp.exp(b - mb)) + ma + mb
+    """Log-semiring product ``logsumexp_k a[i, k] + b[k, j]`` of (..., K, K) stacks.
+
+    Exact (no term can underflow against a larger one it does not meet): a
+    streaming logsumexp over ``k`` with O(n K^2) memory.
+    """
+
+    def body(k, carry):
+        top, total = carry
+        x = a[..., :, k, None] + b[..., None, k, :]
+        new_top = jnp.maximum(top, x)
+        safe = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
+        total = total * jnp.exp(top - safe) + jnp.exp(x - safe)
+        return new_top, total
+
+    shape = jnp.broadcast_shapes(a.shape, b.shape)
+    init = (jnp.full(shape, -jnp.inf, a.dtype), jnp.zeros(shape, a.dtype))
+    top, total = jax.lax.fori_loop(0, a.shape[-1], body, init)
+    return jnp.where(jnp.isfinite(top), top + jnp.log(total), -jnp.inf)
 
 
 def _maxplus_matmul(a, b):
@@ -298,7 +400,7 @@ def parallel_smoother(log_start, trans, log_obs, length=None) -> Posterior:
     log_lik, log_alpha = parallel_filter(log_start, trans, log_obs, length)
     log_beta = parallel_backward(trans, log_obs, length)
     gamma, xi_sum = _marginals(trans, log_obs, log_alpha, log_beta, length)
-    return Posterior(log_lik, gamma, xi_sum, log_alpha)
+    return Posterior(log_lik, gamma, xi_sum)
 
 
 def parallel_viterbi(log_start, trans, log_obs, length=None):

@@ -13,7 +13,9 @@ An *emission family* is a hashable object with ``log_prob(params, X) -> (N,
 K)``, ``stats(X, resp)`` (sums, additive over rows), ``m_step(stats,
 hyper)``, ``log_prior(params, hyper)``, ``counts(stats) -> (K,)``,
 ``sample(key, params, states)`` and ``letters`` (parameter field -> the
-hmmlearn letter that frees it).
+hmmlearn letter that frees it). A family whose statistics depend on the
+current parameters (Gaussian-mixture emissions) also defines
+``stats_given(params, X, resp)``, used in place of ``stats``.
 
 MAP-EM: Dirichlet priors ``alpha`` on the start and transition
 probabilities give ``max(n + alpha - 1, 0)`` normalised (hmmlearn's
@@ -72,10 +74,20 @@ def emission_log_prob(family, params: HMMParams, batch: SequenceBatch):
 
 
 def smooth_batch(family, params: HMMParams, batch: SequenceBatch):
-    """Forward-backward on every sequence of a bucket (vmapped)."""
+    """Forward-backward on every sequence of a bucket (scaled, log-space fallback)."""
     log_obs = emission_log_prob(family, params, batch)
-    smoother = jax.vmap(inference.hmm_smoother, in_axes=(None, None, 0, 0))
-    return smoother(jnp.log(params.startprob), params.transmat, log_obs, batch.lengths)
+    return inference.batch_smoother(jnp.log(params.startprob), params.transmat, log_obs, batch.lengths)
+
+
+def emission_stats(family, emission, X, gamma):
+    """The family's statistics of rows ``X`` weighted by the state posteriors.
+
+    ``family.stats(X, gamma)``, or ``family.stats_given(emission, X, gamma)``
+    for a family whose statistics also depend on the current parameters
+    (mixture emissions: the within-state responsibilities).
+    """
+    given = getattr(family, "stats_given", None)
+    return family.stats(X, gamma) if given is None else given(emission, X, gamma)
 
 
 def batch_stats(family, params: HMMParams, batch: SequenceBatch):
@@ -83,10 +95,9 @@ def batch_stats(family, params: HMMParams, batch: SequenceBatch):
     post = smooth_batch(family, params, batch)
     n_seq, n_steps, dim = batch.X.shape
     gamma = post.gamma.reshape(n_seq * n_steps, -1)
-    emission = family.stats(batch.X.reshape(n_seq * n_steps, dim), gamma)
-    stats = HMMStats(jnp.sum(post.gamma[:, 0], axis=0), jnp.sum(post.xi_sum, axis=0), emission)
-    log_lik = jnp.sum(jnp.where(batch.lengths > 0, post.log_likelihood, 0.0))
-    return stats, log_lik
+    emission = emission_stats(family, params.emission, batch.X.reshape(n_seq * n_steps, dim), gamma)
+    stats = HMMStats(jnp.sum(post.gamma[:, 0], axis=0), post.xi_sum, emission)
+    return stats, jnp.sum(post.log_likelihood)
 
 
 def _dirichlet_map(counts, alpha, previous):
