@@ -6,15 +6,19 @@ JAX (see :mod:`lateo._config`).
 
 from . import _config  # noqa: F401  (precision policy and compilation cache)
 from . import datasets, io, plots
-from .datasets import load_old_faithful, make_gaussian_mixture
+from .datasets import load_nile, load_old_faithful, make_gaussian_mixture
 from .exceptions import ConvergenceWarning, NotFittedError
 from .io import load_model, save_model
 from .models.gaussian_mixture import GaussianMixture
+from .models.gmm_hmm import GMMHMM
+from .models.hmm import GaussianHMM
+from .models.hmm_discrete import CategoricalHMM, PoissonHMM
 from .models.kmeans import KMeans
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvergenceWarning", "GaussianMixture", "KMeans", "NotFittedError", "__version__", "datasets", "io",
-    "load_model", "load_old_faithful", "make_gaussian_mixture", "plots", "save_model",
+    "CategoricalHMM", "ConvergenceWarning", "GMMHMM", "GaussianHMM", "GaussianMixture", "KMeans",
+    "NotFittedError", "PoissonHMM", "__version__", "datasets", "io", "load_model", "load_nile",
+    "load_old_faithful", "make_gaussian_mixture", "plots", "save_model",
 ]

@@ -224,3 +224,14 @@ def test_caller_data_unchanged_and_deterministic(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         a.score(X)
+
+
+def test_map_em_with_conjugate_prior_is_monotone(data):
+    """MAP-EM: Dirichlet priors on start/transitions and a Normal-inverse-Wishart
+    prior on the emissions; log p(X | theta) + log p(theta) never decreases."""
+    X, _ = data
+    model = GaussianHMM(K, covariance_type="full", prior="default", startprob_prior=2.0, transmat_prior=1.5,
+                        reg_covar=0.0, n_iter=40, tol=-np.inf, random_state=0).fit(X, LENGTHS)
+    history = model.lower_bounds_
+    assert np.all(np.diff(history) >= -64 * np.finfo(float).eps * np.abs(history[1:]))
+    assert np.all(model.transmat_ > 0)  # alpha > 1 pulls every transition off zero
