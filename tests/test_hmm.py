@@ -235,3 +235,25 @@ def test_map_em_with_conjugate_prior_is_monotone(data):
     history = model.lower_bounds_
     assert np.all(np.diff(history) >= -64 * np.finfo(float).eps * np.abs(history[1:]))
     assert np.all(model.transmat_ > 0)  # alpha > 1 pulls every transition off zero
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_frozen_means_centre_the_covariances(data, covariance_type):
+    """With "m" frozen, the covariance update is the exact M-step about the frozen
+    means: one step equals the weighted scatter about them, computed by hand."""
+    X, _ = data
+    _, ours = _pair(X, covariance_type, 1)
+    means = ours.means_.copy()
+    gamma = ours.predict_proba(X, LENGTHS)
+    ours.set_params(params="c").fit(X, LENGTHS)
+    # frozen up to the last bit of the centring round trip (x - shift + shift)
+    np.testing.assert_allclose(ours.means_, means, rtol=4 * np.finfo(float).eps)
+    scatter = np.stack([(gamma[:, k, None] * (X - means[k])).T @ (X - means[k]) for k in range(K)])
+    counts = gamma.sum(0)
+    want = {
+        "full": scatter / counts[:, None, None],
+        "tied": scatter.sum(0) / counts.sum(),
+        "diag": np.diagonal(scatter, axis1=1, axis2=2) / counts[:, None],
+        "spherical": np.diagonal(scatter, axis1=1, axis2=2).mean(1) / counts,
+    }[covariance_type]
+    np.testing.assert_allclose(ours._covars_, want, rtol=1e-10)

@@ -102,7 +102,8 @@ class CategoricalFamily:
         obs = jax.ops.segment_sum(resp, symbols(X), num_segments=self.n_features).T
         return CategoricalStats(resp.sum(axis=0), obs)
 
-    def m_step(self, stats: CategoricalStats, hyper: CategoricalHyper) -> CategoricalParams:
+    def m_step(self, stats: CategoricalStats, hyper: CategoricalHyper, previous=None, letters="e") -> CategoricalParams:
+        del previous, letters  # one parameter: nothing else to hold fixed
         return CategoricalParams(dirichlet_map(stats.obs, hyper.emissionprob_prior))
 
     def log_prior(self, params: CategoricalParams, hyper: CategoricalHyper):

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, multigammaln
 
-from .gaussian import GaussianStats, log_det_cholesky, unvech, uses_vech
+from .gaussian import GaussianStats, log_det_cholesky, scatter_about, uses_vech
 
 
 class NormalInverseWishart(NamedTuple):
@@ -72,13 +72,15 @@ def map_means(stats: GaussianStats, prior: NormalInverseWishart):
 
 
 def _scatter(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str):
-    """``B_k = s2_k + kappa0 mu0 mu0^T - (n_k + kappa0) mu_k mu_k^T`` (or its diagonal)."""
-    kappa, mu0 = prior.mean_precision, prior.mean
-    total = (stats.counts + kappa)
+    """``B_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + kappa0 (mu_k - mu0)(mu_k - mu0)^T``
+    (or its diagonal); at the posterior-mode mean it equals
+    ``s2_k + kappa0 mu0 mu0^T - (n_k + kappa0) mu_k mu_k^T``."""
+    kappa = prior.mean_precision
+    delta = means - prior.mean
+    scatter = scatter_about(stats, means, stats.counts, covariance_type)
     if uses_vech(covariance_type):
-        second = unvech(stats.sum_xx, means.shape[-1])
-        return second + kappa * jnp.outer(mu0, mu0) - total[:, None, None] * means[:, :, None] * means[:, None, :]
-    return stats.sum_xx + kappa * mu0**2 - total[:, None] * means**2
+        return scatter + kappa * delta[:, :, None] * delta[:, None, :]
+    return scatter + kappa * delta**2
 
 
 def map_covariances(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str, reg_covar):

@@ -149,26 +149,37 @@ def log_prob(X, params: GaussianParams, covariance_type: str):
     return features(X, covariance_type) @ eta.T + const
 
 
-def covariances_from_stats(stats: GaussianStats, means, covariance_type: str, reg_covar, extra=None):
-    """Scatter ``sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` per component, plus ``reg_covar``.
+def scatter_about(stats: GaussianStats, means, counts, covariance_type: str):
+    """``sum_i r_ik (x_i - m_k)(x_i - m_k)^T = s2 - s1 m^T - m s1^T + n m m^T`` from the sums,
+    about any ``means`` ``m`` (K, D): (K, D, D), or its diagonal (K, D) for diag/spherical.
 
-    Maximum likelihood: ``Sigma_k = s2_k / n_k - mu_k mu_k^T`` (scikit-learn's
+    About the weighted mean ``m = s1 / n`` this is ``s2 - n m m^T``; other
+    centres serve frozen means.
+    """
+    if uses_vech(covariance_type):
+        cross = stats.sum_x[:, :, None] * means[:, None, :]
+        outer = means[:, :, None] * means[:, None, :]
+        return unvech(stats.sum_xx, means.shape[-1]) - cross - jnp.swapaxes(cross, 1, 2) + counts[:, None, None] * outer
+    return stats.sum_xx - 2 * stats.sum_x * means + counts[:, None] * means**2
+
+
+def covariances_from_stats(stats: GaussianStats, means, covariance_type: str, reg_covar):
+    """Maximum-likelihood covariances about ``means``, plus ``reg_covar``.
+
+    ``Sigma_k = scatter_k / n_k`` (scikit-learn's
     ``_estimate_gaussian_covariances_*``; ``tied`` pools the scatter over
     components and divides by n; ``spherical`` averages the diagonal).
     ``counts`` are regularised by ``10 eps`` as in scikit-learn so that an
     empty component yields ``reg_covar`` rather than 0/0.
     """
     counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
-    dim = means.shape[-1]
+    scatter = scatter_about(stats, means, counts, covariance_type)
     if uses_vech(covariance_type):
-        second = unvech(stats.sum_xx, dim)
-        outer = means[:, :, None] * means[:, None, :]
-        eye = jnp.eye(dim, dtype=means.dtype)
+        eye = jnp.eye(means.shape[-1], dtype=means.dtype)
         if covariance_type == "full":
-            return second / counts[:, None, None] - outer + reg_covar * eye
-        scatter = jnp.sum(second, axis=0) - jnp.einsum("k,kde->de", counts, outer)
-        return scatter / jnp.sum(counts) + reg_covar * eye
-    var = stats.sum_xx / counts[:, None] - means**2 + reg_covar
+            return scatter / counts[:, None, None] + reg_covar * eye
+        return jnp.sum(scatter, axis=0) / jnp.sum(counts) + reg_covar * eye
+    var = scatter / counts[:, None] + reg_covar
     return var if covariance_type == "diag" else jnp.mean(var, axis=-1)
 
 
@@ -178,21 +189,49 @@ def ml_means(stats: GaussianStats):
     return stats.sum_x / counts[:, None]
 
 
-def repair_covariances(covariances, covariance_type: str, reg_floor=0.0):
-    """Replace covariances that are not positive definite, so no NaN escapes.
+def repair_covariances(covariances, covariance_type: str, reg_floor=0.0, noise=0.0):
+    """Replace covariances that are not numerically positive definite, so no NaN escapes.
 
-    A collapsed component with ``reg_covar = 0`` (or a rounding-negative
-    scatter) is replaced by its diagonal clipped at 0 plus ``reg_floor`` (at
-    least machine epsilon); positive-definite covariances pass unchanged.
+    A covariance is collapsed when its smallest eigenvalue is at most
+    ``noise`` (the rounding level of the sums it was computed from, see
+    :func:`rounding_noise`) or ``10 eps`` times its largest. It is then
+    replaced by its diagonal clipped at 0 plus a floor (``reg_floor``,
+    ``noise`` and machine epsilon, whichever is largest); well-conditioned
+    covariances pass unchanged. ``noise`` is a scalar or one value per
+    component.
     """
-    floor = jnp.maximum(reg_floor, jnp.finfo(covariances.dtype).eps)
+    eps = jnp.finfo(covariances.dtype).eps
+    noise = jnp.asarray(noise, covariances.dtype)
     if not uses_vech(covariance_type):
-        return jnp.where(covariances > 0, covariances, floor)
-    chol = jnp.linalg.cholesky(covariances)
-    bad = jnp.any(~jnp.isfinite(chol), axis=(-2, -1), keepdims=True)
+        noise = noise[..., None] if covariance_type == "diag" and noise.ndim else noise
+        floor = jnp.maximum(jnp.maximum(reg_floor, eps), noise)
+        return jnp.where(covariances > noise, covariances, jnp.maximum(covariances, 0.0) + floor)
+    # eigenvalues, not a trial Cholesky: a failed factorisation's NaNs are not a
+    # dependable signal inside compiled code
+    eig = jnp.linalg.eigvalsh(covariances)
+    limit = jnp.maximum(10 * eps * jnp.maximum(eig[..., -1], 0.0), noise)
+    bad = ((eig[..., 0] <= limit) | ~jnp.isfinite(eig[..., -1]))[..., None, None]
+    floor = jnp.maximum(jnp.maximum(reg_floor, eps), noise)[..., None]
     diag = jnp.maximum(jnp.diagonal(covariances, axis1=-2, axis2=-1), 0.0) + floor
     fallback = diag[..., :, None] * jnp.eye(covariances.shape[-1], dtype=covariances.dtype)
     return jnp.where(bad, fallback, covariances)
+
+
+def rounding_noise(stats: GaussianStats, covariance_type: str):
+    """The rounding level of covariances computed from these sums.
+
+    A covariance is a difference of second moments of size ``s2 / n``;
+    whatever is below ``16 D eps max_d(s2_dd / n)`` is cancellation noise
+    (a component collapsed on one point, or on duplicates). Per component,
+    or one value for ``tied``.
+    """
+    eps = jnp.finfo(stats.sum_xx.dtype).eps
+    dim = stats.sum_x.shape[-1]
+    second = stats.sum_xx[:, np.cumsum(np.r_[0, np.arange(dim, 1, -1)])] if uses_vech(covariance_type) else stats.sum_xx
+    counts = stats.counts + 10 * eps
+    if covariance_type == "tied":
+        return 16 * dim * eps * jnp.max(jnp.sum(second, axis=0) / jnp.sum(counts))
+    return 16 * dim * eps * jnp.max(second / counts[:, None], axis=-1)
 
 
 def precisions_cholesky(covariances, covariance_type: str):
@@ -232,22 +271,24 @@ class GaussianComponents(NamedTuple):
     precisions_cholesky: jax.Array
 
 
-def m_step(stats: GaussianStats, covariance_type: str, reg_covar, prior=None) -> GaussianComponents:
+def m_step(stats: GaussianStats, covariance_type: str, reg_covar, prior=None, means=None) -> GaussianComponents:
     """Closed-form M-step of K Gaussian components from their statistics.
 
     Maximum likelihood, or with a Normal-inverse-Wishart ``prior`` (see
-    :mod:`lateo.families.conjugate`) its posterior mode; ``reg_covar`` is
-    added to the diagonals, and covariances that are still not positive
-    definite are repaired (:func:`repair_covariances`).
+    :mod:`lateo.families.conjugate`) its posterior mode; given ``means``
+    (frozen), the covariances maximise about them. ``reg_covar`` is added
+    to the diagonals, and covariances that are still not positive definite
+    are repaired (:func:`repair_covariances`).
     """
     if prior is None:
-        means, cov = ml_m_step(stats, covariance_type, reg_covar)
+        means = ml_means(stats) if means is None else means
+        cov = covariances_from_stats(stats, means, covariance_type, reg_covar)
     else:
         from . import conjugate  # conjugate builds on this module
 
-        means = conjugate.map_means(stats, prior)
+        means = conjugate.map_means(stats, prior) if means is None else means
         cov = conjugate.map_covariances(stats, means, prior, covariance_type, reg_covar)
-    cov = repair_covariances(cov, covariance_type, reg_covar)
+    cov = repair_covariances(cov, covariance_type, reg_covar, rounding_noise(stats, covariance_type))
     return GaussianComponents(means, cov, precisions_cholesky(cov, covariance_type))
 
 
@@ -287,8 +328,11 @@ class GaussianFamily:
     def stats(self, X, resp) -> GaussianStats:
         return weighted_stats(features(X, self.covariance_type), resp, X.shape[-1])
 
-    def m_step(self, stats: GaussianStats, hyper: GaussianHyper) -> GaussianComponents:
-        return m_step(stats, self.covariance_type, hyper.reg_covar, hyper.prior)
+    def m_step(self, stats: GaussianStats, hyper: GaussianHyper, previous=None, letters="mc") -> GaussianComponents:
+        """New components; with "m" frozen (not in ``letters``) the covariances are
+        re-estimated about the previous means, which is the exact M-step."""
+        frozen = None if previous is None or "m" in letters else previous.means
+        return m_step(stats, self.covariance_type, hyper.reg_covar, hyper.prior, means=frozen)
 
     def log_prior(self, params: GaussianComponents, hyper: GaussianHyper):
         if hyper.prior is None:

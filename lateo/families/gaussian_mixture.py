@@ -114,9 +114,9 @@ def pair_log_prob(params: GaussianMixtureParams, feats, covariance_type: str):
     return (feats @ eta.T + const).reshape((feats.shape[0],) + params.weights.shape) + jnp.log(params.weights)
 
 
-def _ml_means_covariances(stats: GaussianStats, covariance_type: str, reg_covar, n_mix: int):
-    """Maximum likelihood on the flat pairs (tied: pooled per state)."""
-    means = gaussian.ml_means(stats)
+def _ml_means_covariances(stats: GaussianStats, covariance_type: str, reg_covar, n_mix: int, means=None):
+    """Maximum likelihood on the flat pairs (tied: pooled per state), about ``means`` if given."""
+    means = gaussian.ml_means(stats) if means is None else means
     if covariance_type != "tied":
         return means, gaussian.covariances_from_stats(stats, means, covariance_type, reg_covar)
     per_state = jax.tree.map(lambda a: a.reshape((-1, n_mix) + a.shape[1:]), (stats, means))
@@ -174,13 +174,18 @@ def _map_means_covariances(stats: GaussianStats, prior: NormalInverseWishart, co
     return jax.vmap(one)(counts, stats.sum_x, stats.sum_xx, flat)
 
 
-def m_step(stats: GaussianStats, hyper: GaussianMixtureHyper, covariance_type: str, n_mix: int):
-    """Weights, means and covariances from the pair statistics (ML, or MAP with ``hyper.prior``)."""
+def m_step(stats: GaussianStats, hyper: GaussianMixtureHyper, covariance_type: str, n_mix: int, frozen_means=None):
+    """Weights, means and covariances from the pair statistics (ML, or MAP with ``hyper.prior``).
+
+    ``frozen_means`` (K, M, D): maximum-likelihood covariances about them
+    (under a prior the posterior-mode means are used for the covariances).
+    """
     n_pairs, dim = stats.sum_x.shape
     n_states = n_pairs // n_mix
     weights = dirichlet_map(stats.counts.reshape(n_states, n_mix), hyper.weights_prior)
     if hyper.prior is None:
-        means, covs = _ml_means_covariances(stats, covariance_type, hyper.reg_covar, n_mix)
+        flat = None if frozen_means is None else frozen_means.reshape(n_pairs, dim)
+        means, covs = _ml_means_covariances(stats, covariance_type, hyper.reg_covar, n_mix, flat)
     else:
         means, covs = _map_means_covariances(stats, hyper.prior, covariance_type, hyper.reg_covar, n_mix)
     ctype = component_type(covariance_type)
@@ -258,8 +263,12 @@ class GaussianMixtureFamily:
         """Pair statistics from pair responsibilities ``resp`` (N, K*M)."""
         return gaussian.weighted_stats(self.features(X), resp, X.shape[-1])
 
-    def m_step(self, stats: GaussianStats, hyper: GaussianMixtureHyper) -> GaussianMixtureParams:
-        return m_step(stats, hyper, self.covariance_type, self.n_mix)
+    def m_step(self, stats: GaussianStats, hyper: GaussianMixtureHyper, previous=None,
+               letters="mcw") -> GaussianMixtureParams:
+        """New weights, means and covariances; with "m" frozen (not in ``letters``) and no
+        prior, the covariances are re-estimated about the previous means (the exact M-step)."""
+        frozen = None if previous is None or "m" in letters else previous.means
+        return m_step(stats, hyper, self.covariance_type, self.n_mix, frozen)
 
     def log_prior(self, params: GaussianMixtureParams, hyper: GaussianMixtureHyper):
         total = log_dirichlet_kernel(params.weights, hyper.weights_prior)

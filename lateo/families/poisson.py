@@ -83,8 +83,9 @@ class PoissonFamily:
     def stats(self, X, resp) -> PoissonStats:
         return PoissonStats(resp.sum(axis=0), resp.T @ X)
 
-    def m_step(self, stats: PoissonStats, hyper: PoissonHyper) -> PoissonParams:
+    def m_step(self, stats: PoissonStats, hyper: PoissonHyper, previous=None, letters="l") -> PoissonParams:
         """``(a + s_k) / (b + n_k)`` (0 where the denominator is 0: an unvisited state, kept by the caller)."""
+        del previous, letters
         num = hyper.lambdas_prior + stats.sum_x
         den = hyper.lambdas_weight + stats.counts[:, None]
         return PoissonParams(jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0))

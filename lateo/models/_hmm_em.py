@@ -11,7 +11,8 @@ seed 004) and calls the emission family's closed-form M-step.
 
 An *emission family* is a hashable object with ``log_prob(params, X) -> (N,
 K)``, ``stats(X, resp)`` (sums, additive over rows), ``m_step(stats,
-hyper)``, ``log_prior(params, hyper)``, ``counts(stats) -> (K,)``,
+hyper, previous, letters)`` (``previous`` parameters and the letters being
+updated, so that frozen means centre the covariances), ``log_prior(params, hyper)``, ``counts(stats) -> (K,)``,
 ``sample(key, params, states)`` and ``letters`` (parameter field -> the
 hmmlearn letter that frees it). A family whose statistics depend on the
 current parameters (Gaussian-mixture emissions) also defines
@@ -162,7 +163,7 @@ class HiddenMarkovEM:
         trans = previous.transmat
         if "t" in self.params:
             trans = _dirichlet_map(stats.trans, hyper.transmat_prior, previous.transmat)
-        emission = self.family.m_step(stats.emission, hyper.emission)
+        emission = self.family.m_step(stats.emission, hyper.emission, previous.emission, self.params)
         visited = self.family.counts(stats.emission) > _VISITED
         emission = _keep_unvisited(emission, previous.emission, visited)
         emission = _freeze(self.family, emission, previous.emission, self.params)
