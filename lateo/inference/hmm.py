@@ -39,6 +39,8 @@ from jax.scipy.special import logsumexp
 
 #: Loop unrolling of the sequential recursions (fewer loop-control steps on CPUs).
 _UNROLL = 4
+#: Steps whose pairwise marginals are formed at once by the log-space smoothers.
+_XI_BATCH = 1024
 
 
 class Posterior(NamedTuple):
@@ -126,7 +128,8 @@ def _marginals(trans, log_obs, log_alpha, log_beta, length):
     """``gamma`` (T, K) and ``sum_t xi_t`` (K, K) from log filtered and backward messages.
 
     Exact: each ``xi_t`` is normalised in log space over its K^2 entries,
-    accumulated by a scan (no (T, K, K) array).
+    ``_XI_BATCH`` steps at a time (vectorised within a block, so the depth
+    is ``T / _XI_BATCH``; memory ``_XI_BATCH K^2``).
     """
     steps = jnp.arange(log_obs.shape[0])
     log_g = log_alpha + log_beta
@@ -134,14 +137,22 @@ def _marginals(trans, log_obs, log_alpha, log_beta, length):
     gamma = jnp.where((steps < length)[:, None], gamma, 0.0)
     log_trans = jnp.log(trans)
 
-    def add(total, inputs):
-        la, lv, ok = inputs
-        log_xi = la[:, None] + log_trans + lv[None, :]
-        xi = jnp.exp(log_xi - logsumexp(log_xi))
-        return total + jnp.where(ok, xi, 0.0), None
+    def block_sum(total, inputs):
+        la, lv, ok = inputs  # one block of steps
+        log_xi = la[:, :, None] + log_trans + lv[:, None, :]
+        xi = jnp.exp(log_xi - logsumexp(log_xi, axis=(1, 2), keepdims=True))
+        return total + jnp.sum(jnp.where(ok[:, None, None], xi, 0.0), axis=0), None
 
-    inputs = (log_alpha[:-1], log_obs[1:] + log_beta[1:], steps[1:] < length)
-    xi_sum, _ = jax.lax.scan(add, jnp.zeros_like(trans), inputs)
+    n_pairs = log_obs.shape[0] - 1
+    size = min(_XI_BATCH, max(n_pairs, 1))
+    pad = -n_pairs % size
+
+    def blocks(a, fill):
+        a = jnp.concatenate([a, jnp.full((pad,) + a.shape[1:], fill, a.dtype)])
+        return a.reshape((-1, size) + a.shape[1:])
+
+    inputs = (blocks(log_alpha[:-1], 0.0), blocks(log_obs[1:] + log_beta[1:], 0.0), blocks(steps[1:] < length, False))
+    xi_sum, _ = jax.lax.scan(block_sum, jnp.zeros_like(trans), inputs)
     return gamma, xi_sum
 
 

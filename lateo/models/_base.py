@@ -40,6 +40,11 @@ class ParamsMixin:
         sig = inspect.signature(cls.__init__)
         return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
+    def _store_init_args(self, values: dict) -> None:
+        """Store every ``__init__`` argument unchanged (call with ``locals()``)."""
+        for name in self._param_names():
+            setattr(self, name, values[name])
+
     def get_params(self, deep: bool = True) -> dict:
         """Hyper-parameters as a dict (``deep`` is accepted for scikit-learn)."""
         return {name: getattr(self, name) for name in self._param_names()}

@@ -98,21 +98,7 @@ class GaussianMixture(ParamsMixin):
         dtype="float64",
         progress="auto",
     ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.prior = prior
-        self.dtype = dtype
-        self.progress = progress
+        self._store_init_args(locals())
 
     # ------------------------------------------------------------------ fit
     def _validate_hyperparameters(self, n_samples: int) -> None:

@@ -114,27 +114,7 @@ class GMMHMM(BaseHMM):
                  startprob_prior=1.0, transmat_prior=1.0, weights_prior=1.0, means_prior=0.0, means_weight=0.0,
                  covars_prior=None, covars_weight=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2,
                  params="stmcw", init_params="stmcw", implementation="log", dtype="float64", progress="auto"):
-        self.n_components = n_components
-        self.n_mix = n_mix
-        self.covariance_type = covariance_type
-        self.min_covar = min_covar
-        self.reg_covar = reg_covar
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.weights_prior = weights_prior
-        self.means_prior = means_prior
-        self.means_weight = means_weight
-        self.covars_prior = covars_prior
-        self.covars_weight = covars_weight
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.dtype = dtype
-        self.progress = progress
+        self._store_init_args(locals())
 
     def _validate_hyperparameters(self):
         super()._validate_hyperparameters()

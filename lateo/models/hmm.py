@@ -125,22 +125,7 @@ class GaussianHMM(BaseHMM):
         dtype="float64",
         progress="auto",
     ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.min_covar = min_covar
-        self.reg_covar = reg_covar
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.prior = prior
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.dtype = dtype
-        self.progress = progress
+        self._store_init_args(locals())
 
     @property
     def covars_(self):

@@ -50,21 +50,6 @@ def broadcast_prior(value, shape, name: str) -> np.ndarray:
 class _DiscreteHMM(BaseHMM):
     """The hyper-parameters common to the discrete HMMs (not used directly)."""
 
-    def _set_common(self, n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol,
-                    params, init_params, implementation, dtype, progress):
-        self.n_components = n_components
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.dtype = dtype
-        self.progress = progress
-
     def _format_samples(self, X):
         return np.rint(X).astype(np.int64)
 
@@ -130,10 +115,7 @@ class CategoricalHMM(_DiscreteHMM):
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="ste",
                  init_params="ste", implementation="log", dtype="float64", progress="auto"):
-        self._set_common(n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol,
-                         params, init_params, implementation, dtype, progress)
-        self.emissionprob_prior = emissionprob_prior
-        self.n_features = n_features
+        self._store_init_args(locals())
 
     def _validate_hyperparameters(self):
         super()._validate_hyperparameters()
@@ -247,10 +229,7 @@ class PoissonHMM(_DiscreteHMM):
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="stl",
                  init_params="stl", implementation="log", dtype="float64", progress="auto"):
-        self._set_common(n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol,
-                         params, init_params, implementation, dtype, progress)
-        self.lambdas_prior = lambdas_prior
-        self.lambdas_weight = lambdas_weight
+        self._store_init_args(locals())
 
     def _check_sequences(self, seqs):
         return check_counts(seqs, "Poisson counts")

@@ -60,9 +60,7 @@ class KMeans(ParamsMixin):
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init=1, max_iter=300, tol=1e-4,
                  random_state=None, dtype="float64", progress="auto"):
-        self.n_clusters, self.init, self.n_init = n_clusters, init, n_init
-        self.max_iter, self.tol, self.random_state = max_iter, tol, random_state
-        self.dtype, self.progress = dtype, progress
+        self._store_init_args(locals())
 
     def _check_init(self, n_features: int):
         if isinstance(self.init, str):
