@@ -205,3 +205,22 @@ def test_simulator_errors(kwargs, match):
     n = kwargs.pop("n_samples")
     with pytest.raises(ValueError, match=match):
         make_gaussian_mixture(n, **kwargs)
+
+
+def test_challenger_orings_reproduce_the_published_glm():
+    """23 flights, 7 with distress; the ML logistic fit is R's glm: 15.0429, -0.23216."""
+    from scipy.optimize import minimize
+
+    from lateo.datasets import load_challenger_orings
+
+    frame = load_challenger_orings()
+    assert frame.shape == (23, 3) and int(frame["distress"].sum()) == 7
+    X, y = load_challenger_orings(as_frame=False)
+    t = X[:, 0]
+
+    def nll(p):
+        z = p[0] + p[1] * t
+        return np.sum(np.logaddexp(0.0, z) - y * z)
+
+    fit = minimize(nll, [0.0, 0.0], method="BFGS", options={"gtol": 1e-10})
+    np.testing.assert_allclose(fit.x, [15.0429, -0.23216], atol=1e-4)

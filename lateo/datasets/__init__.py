@@ -6,6 +6,12 @@ load_old_faithful
     Eruption durations and waiting times of the Old Faithful geyser
     (272 eruptions), the classic two-cluster example for Gaussian mixtures.
 
+load_nile
+    Annual flow of the Nile at Aswan, 1871-1970 (a change in level after 1898).
+load_challenger_orings
+    The 23 space-shuttle flights before Challenger: launch temperature and
+    any thermal distress of the field O-rings (Bayesian logistic regression).
+
 Simulators
 ----------
 make_gaussian_mixture
@@ -21,7 +27,7 @@ import numpy as np
 
 from lateo.datasets.simulate import make_gaussian_mixture
 
-__all__ = ["load_nile", "load_old_faithful", "make_gaussian_mixture"]
+__all__ = ["load_challenger_orings", "load_nile", "load_old_faithful", "make_gaussian_mixture"]
 
 _DATA_PACKAGE = "lateo.datasets"
 
@@ -128,3 +134,32 @@ def load_nile(as_frame: bool = True):
     if as_frame:
         return frame
     return frame[["flow"]].to_numpy(dtype=np.float64)
+
+
+def load_challenger_orings(as_frame: bool = True):
+    """Load the space-shuttle O-ring data: 23 flights before the Challenger accident.
+
+    Each row is one flight: ``flight`` (1-23, in launch order),
+    ``temperature`` at launch (degrees Fahrenheit) and ``distress`` (1 if
+    any field O-ring showed thermal distress, else 0). Challenger launched
+    at 31 F, far below every temperature here; the logistic regression of
+    distress on temperature (seed 002) has the maximum-likelihood estimate
+    ``alpha = 15.0429``, ``beta = -0.23216`` (R's ``glm``).
+
+    Parameters
+    ----------
+    as_frame : bool, default=True
+        Return a pandas DataFrame (int64 columns). With ``False``, return
+        ``(X, y)``: temperatures as a float64 array of shape (23, 1) and
+        distress as an int64 array of shape (23,).
+
+    References
+    ----------
+    Dalal, S. R., Fowlkes, E. B. and Hoadley, B. (1989). Risk analysis of
+    the space shuttle: pre-Challenger prediction of failure. *Journal of the
+    American Statistical Association* 84, 945-957.
+    """
+    frame = _read_csv("challenger_orings.csv")
+    if as_frame:
+        return frame
+    return frame[["temperature"]].to_numpy(dtype=np.float64), frame["distress"].to_numpy(dtype=np.int64)
