@@ -5,7 +5,7 @@ JAX (see :mod:`lateo._config`).
 """
 
 from . import _config  # noqa: F401  (precision policy and compilation cache)
-from . import datasets, io, plots
+from . import datasets, io, mcmc, plots
 from .datasets import load_nile, load_old_faithful, make_gaussian_mixture
 from .exceptions import ConvergenceWarning, NotFittedError
 from .io import load_model, save_model
@@ -14,11 +14,12 @@ from .models.gmm_hmm import GMMHMM
 from .models.hmm import GaussianHMM
 from .models.hmm_discrete import CategoricalHMM, PoissonHMM
 from .models.kmeans import KMeans
+from .models.logistic import BayesianLogisticRegression
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CategoricalHMM", "ConvergenceWarning", "GMMHMM", "GaussianHMM", "GaussianMixture", "KMeans",
-    "NotFittedError", "PoissonHMM", "__version__", "datasets", "io", "load_model", "load_nile",
+    "BayesianLogisticRegression", "CategoricalHMM", "ConvergenceWarning", "GMMHMM", "GaussianHMM", "GaussianMixture", "KMeans",
+    "NotFittedError", "PoissonHMM", "__version__", "datasets", "io", "load_model", "load_nile", "mcmc",
     "load_old_faithful", "make_gaussian_mixture", "plots", "save_model",
 ]
