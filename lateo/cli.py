@@ -267,10 +267,18 @@ def _demo_nile(out: Path, console) -> None:
     demo_nile(out, console)
 
 
+def _demo_orings(out: Path, console) -> None:
+    """Bayesian logistic regression of O-ring distress on temperature (P at 31 F)."""
+    from lateo._cli_bayes import demo_orings
+
+    demo_orings(out, console)
+
+
 # Later sections (PPCA, ...) register here; `lateo demo` runs them all in this order.
 DEMOS: dict[str, DemoSection] = {
     "old-faithful": DemoSection("Gaussian mixture on Old Faithful", _demo_old_faithful),
     "nile": DemoSection("Hidden Markov model on the Nile flows", _demo_nile),
+    "orings": DemoSection("Bayesian logistic regression on the O-ring data", _demo_orings),
 }
 
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["plot_convergence", "plot_hmm", "plot_mixture"]
+__all__ = ["plot_convergence", "plot_hmm", "plot_logistic", "plot_mixture"]
 
 _SIGMAS = (1.0, 2.0)
 _HISTORY_ATTRIBUTES = ("lower_bounds_", "log_likelihoods_", "history_", "objective_history_", "inertias_")
@@ -469,3 +469,6 @@ def _draw_posteriors(ax, x, posteriors) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(state | data)")
     ax.grid(True, alpha=0.3)
+
+
+from ._plots_bayes import plot_logistic  # noqa: E402  (re-export; defined beside the Bayesian demos)

@@ -233,3 +233,14 @@ def test_wrong_columns_for_model(runner, gmm_file, frame, workdir):
     _fails_cleanly(result, "lacks column(s) ['y']")
     result = runner.invoke(main, ["predict", str(model_path), str(data), "--columns", "x"])
     _fails_cleanly(result, "fitted on 2 feature(s)")
+
+
+def test_demo_orings_reports_the_probability_at_31_degrees(tmp_path):
+    from click.testing import CliRunner
+
+    from lateo.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "orings", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "P(distress at 31 F)" in result.output
+    assert (tmp_path / "orings_logistic.png").stat().st_size > 10_000

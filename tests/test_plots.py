@@ -345,3 +345,15 @@ def test_plot_hmm_needs_two_axes(ghmm, series):
         plot_hmm(ghmm, series, LENGTHS, axes=_axes())
     with pytest.raises(ValueError, match="lengths must be None"):
         plot_hmm(ghmm, [series.to_numpy()], LENGTHS, axes=_two_axes())
+
+
+def test_plot_logistic_returns_axes(tmp_path):
+    from lateo.datasets import load_challenger_orings
+    from lateo.models.logistic import BayesianLogisticRegression
+    from lateo.plots import plot_logistic
+
+    X, y = load_challenger_orings(as_frame=False)
+    model = BayesianLogisticRegression(prior="gaussian", method="map").fit(X, y)
+    ax = plot_logistic(model, X, y, mark=31.0)
+    assert ax.get_ylim()[1] > 1.0
+    ax.figure.savefig(tmp_path / "logistic.png")
