@@ -20,9 +20,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 from scipy.fft import next_fast_len
+from scipy.special import ndtri
 
 __all__ = [
     "check_convergence",
@@ -91,8 +90,10 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
 
     ``r`` are average ranks (ties share one); the offset 3/8 is Blom's (1958).
     """
-    ranks = stats.rankdata(x, method="average").reshape(x.shape)
-    return stats.norm.ppf((ranks - 0.375) / (x.size + 0.25))
+    from scipy.stats import rankdata  # scipy.stats costs a second at import: load it on first use
+
+    ranks = rankdata(x, method="average").reshape(x.shape)
+    return ndtri((ranks - 0.375) / (x.size + 0.25))
 
 
 def _autocov(x: np.ndarray) -> np.ndarray:
@@ -339,7 +340,7 @@ def _flatten_samples(samples, names) -> dict[str, np.ndarray]:
     return {label: flat[:, :, j] for j, label in enumerate(names)}
 
 
-def summary(samples, names: Sequence[str] | None = None) -> pd.DataFrame:
+def summary(samples, names: Sequence[str] | None = None):
     """Posterior summary table, one row per scalar parameter.
 
     Parameters
@@ -366,6 +367,8 @@ def summary(samples, names: Sequence[str] | None = None) -> pd.DataFrame:
             "5%": float(q05), "50%": float(q50), "95%": float(q95),
             "mcse_mean": mcse_mean(x), "ess_bulk": ess_bulk(x), "ess_tail": ess_tail(x), "r_hat": rhat(x),
         }  # fmt: skip
+    import pandas as pd  # only the summary table needs pandas
+
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
