@@ -73,24 +73,19 @@ def _feature_columns(X, features):
 def _full_covariances(model) -> np.ndarray:
     """A Gaussian mixture's covariances as full matrices, shape (K, D, D).
 
-    Works for every ``covariance_type`` (full (K, D, D), tied (D, D),
-    diag (K, D), spherical (K,)), read from ``model.covariance_type`` or,
-    when absent, from the array's shape.
+    Works for every ``covariance_type``, read from ``model.covariance_type``
+    or, when absent, from the array's shape (ambiguous only when K == D).
     """
+    from .families.gaussian import COVARIANCE_TYPES, full_covariances
+
     cov = np.asarray(model.covariances_, dtype=np.float64)
     k, d = np.asarray(model.means_).shape
     kind = getattr(model, "covariance_type", None)
-    if kind is None:  # infer from the shape (ambiguous only when K == D)
+    if kind is None:
         kind = {3: "full", 1: "spherical"}.get(cov.ndim, "diag" if cov.shape == (k, d) else "tied")
-    if kind == "full":
-        return cov
-    if kind == "tied":
-        return np.broadcast_to(cov, (k, d, d)).copy()
-    if kind == "diag":
-        return cov[:, :, None] * np.eye(d)
-    if kind == "spherical":
-        return cov[:, None, None] * np.eye(d)
-    raise ValueError(f"Unknown covariance_type {kind!r} on {type(model).__name__}.")
+    if kind not in COVARIANCE_TYPES:
+        raise ValueError(f"Unknown covariance_type {kind!r} on {type(model).__name__}.")
+    return np.array(full_covariances(cov, kind, k, d))
 
 
 def _projected_covariances(model, idx):
