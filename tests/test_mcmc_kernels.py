@@ -291,3 +291,26 @@ def test_bad_inputs(kwargs, match):
     args = {"logdensity": tree_logdensity, "init": TREE_INIT, **kwargs}
     with pytest.raises(ValueError, match=match):
         mcmc.sample(args.pop("logdensity"), args.pop("init"), key=0, progress=False, **args)
+
+
+def test_to_arviz_and_convergence_check():
+    """The draws convert to ArviZ unchanged, and ArviZ's diagnostics agree with lateo's."""
+    import warnings
+
+    import arviz
+
+    from lateo.mcmc import rhat, sample
+
+    def logdensity(p):
+        return -0.5 * jnp.sum(p["b"] ** 2) - 0.5 * p["a"] ** 2
+
+    result = sample(logdensity, {"a": jnp.asarray(0.0), "b": jnp.zeros(2)}, kernel="rwm", num_warmup=300,
+                    num_samples=400, num_chains=2, key=5, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        idata = result.to_arviz()
+    np.testing.assert_array_equal(idata.posterior["b"].values, result.samples["b"])
+    np.testing.assert_allclose(float(arviz.rhat(idata.posterior["a"].values)), rhat(result.samples["a"]), rtol=1e-8)
+    assert idata.sample_stats["lp"].shape == (2, 400)
+    with pytest.warns(UserWarning, match="ess_bulk"):
+        assert result.check_convergence(ess_threshold=1e9) is False

@@ -113,33 +113,44 @@ class MCMCResult:
         return out
 
     def summary(self):
-        """A table of the posterior: one row per scalar coordinate.
+        """A table of the posterior, one row per scalar coordinate: mean, sd,
+        5/50/95 % quantiles, MCSE, bulk and tail ESS and R-hat
+        (:func:`lateo.inference.mcmc.diagnostics.summary`)."""
+        from .diagnostics import summary
 
-        Uses :func:`lateo.inference.mcmc.diagnostics.summary` (R-hat, ESS,
-        MCSE) when available; otherwise mean, sd and the 5/50/95 % quantiles
-        pooled over chains.
+        return summary(self._scalar_draws())
+
+    def check_convergence(self, rhat_threshold: float = 1.01, ess_threshold: float = 400) -> bool:
+        """Warn (``UserWarning``) for R-hat above ``rhat_threshold`` or ESS below
+        ``ess_threshold`` (Vehtari et al. 2021); return whether all checks pass."""
+        from .diagnostics import check_convergence
+
+        return check_convergence(self._scalar_draws(), rhat_threshold=rhat_threshold, ess_threshold=ess_threshold)
+
+    def to_arviz(self):
+        """The draws as an ``arviz.InferenceData`` (posterior group, one variable per
+        leaf of the position; ``log_density`` and acceptance in sample_stats).
+
+        Needs the optional dependency arviz (``pip install "arviz==0.23.*"``).
         """
         try:
-            from .diagnostics import summary as _summary
-        except ImportError:
-            _summary = None
-        if _summary is not None:
-            return _summary(self._scalar_draws())
-        import pandas as pd
-
-        rows = {}
-        for name, x in self._scalar_draws().items():
-            q = np.quantile(x, [0.05, 0.5, 0.95])
-            rows[name] = {"mean": x.mean(), "sd": x.std(ddof=1), "5%": q[0], "50%": q[1], "95%": q[2]}
-        return pd.DataFrame.from_dict(rows, orient="index")
+            import arviz
+        except ImportError as exc:
+            raise ImportError('to_arviz needs arviz: pip install "arviz==0.23.*"') from exc
+        posterior = {}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(self.samples)[0]:
+            posterior[jax.tree_util.keystr(path).strip("[]'\"") or "x"] = np.asarray(leaf)
+        stats = {"lp": self.log_density, "acceptance_rate": self.acceptance}
+        return arviz.from_dict(posterior=posterior, sample_stats=stats)
 
     def plot_trace(self, max_params: int = 20):
         """Trace plot (left) and pooled histogram (right), one row per scalar coordinate.
 
         Shows at most ``max_params`` coordinates. Returns the matplotlib figure.
         """
-        import matplotlib.pyplot as plt
+        from ...plots import _pyplot
 
+        plt = _pyplot()
         draws = list(self._scalar_draws().items())[:max_params]
         fig, axes = plt.subplots(len(draws), 2, figsize=(10, 2.2 * len(draws)), squeeze=False)
         for row, (name, x) in zip(axes, draws):
