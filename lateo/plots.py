@@ -10,7 +10,6 @@ selected so that ``fig.savefig("out.png")`` works.
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 
@@ -252,34 +251,19 @@ def plot_convergence(model, ax=None):
 
 
 def _split_sequences(X, lengths):
-    """``X`` (concatenated with ``lengths``, or a list of 2-D arrays) as a list of
-    per-sequence pieces of the caller's own type, and the feature names."""
-    if isinstance(X, (list, tuple)):
-        if lengths is not None:
-            raise ValueError("lengths must be None when X is a list of sequences (each list item is one sequence).")
-        if not X:
-            raise ValueError("X is an empty list; pass at least one sequence.")
-        pieces = [x if hasattr(x, "iloc") else np.asarray(x) for x in X]
-        first = pieces[0]
-    else:
-        first = X if hasattr(X, "iloc") else np.asarray(X)
-        n = first.shape[0]
-        if lengths is None:
-            lengths = [n]
-        lengths = np.asarray(lengths)
-        if lengths.ndim != 1 or lengths.size == 0 or lengths.dtype.kind not in "iu" or np.any(lengths < 1):
-            raise ValueError(f"lengths must be a 1-D sequence of positive integers, got {lengths!r}.")
-        if int(lengths.sum()) != n:
-            raise ValueError(f"lengths sum to {int(lengths.sum())}, but X has {n} rows; they must agree.")
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        take = (lambda a, b: first.iloc[a:b]) if hasattr(first, "iloc") else (lambda a, b: first[a:b])
-        pieces = [take(a, b) for a, b in itertools.pairwise(bounds)]
-    if hasattr(first, "columns"):
-        names = [str(c) for c in first.columns]
-    else:
-        width = first.shape[1] if np.ndim(first) == 2 else 1
-        names = [f"feature {j}" for j in range(width)]
-    return pieces, names
+    """``X`` (concatenated with ``lengths``, or a list of sequences) as per-sequence
+    2-D arrays (validated by :func:`lateo.core.sequences.split_sequences`) and
+    the feature names (DataFrame columns, else ``feature j``)."""
+    from .core.sequences import split_sequences
+
+    first = X[0] if isinstance(X, (list, tuple)) and len(X) else X
+    names = [str(c) for c in first.columns] if hasattr(first, "columns") else None
+
+    def values(x):
+        return np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x)
+
+    pieces = split_sequences([values(x) for x in X] if isinstance(X, (list, tuple)) else values(X), lengths)
+    return pieces, names or [f"feature {j}" for j in range(pieces[0].shape[1])]
 
 
 def _hmm_state_means(model, feature: int):

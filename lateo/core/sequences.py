@@ -49,7 +49,8 @@ def split_sequences(X, lengths=None, *, name: str = "X") -> list[np.ndarray]:
     """
     if isinstance(X, (list, tuple)) and len(X) and not np.isscalar(X[0]) and np.ndim(X[0]) >= 1:
         if lengths is not None:
-            raise ValueError(f"pass either a list of sequences or concatenated {name} with lengths, not both.")
+            raise ValueError(f"lengths must be None when {name} is a list of sequences (each item is one "
+                             f"sequence); pass either a list or concatenated {name} with lengths, not both.")
         seqs = [np.asarray(s) for s in X]
         seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
     else:
@@ -78,7 +79,8 @@ def _split_by_lengths(arr, lengths, name):
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
         raise ValueError(f"lengths must be a 1-D array of integers, got {lengths!r}.")
     if np.any(lengths <= 0):
-        raise ValueError(f"lengths must be positive: got a sequence of length {int(lengths.min())}; every sequence needs at least one observation.")
+        raise ValueError(f"lengths must be positive integers: got a sequence of length {int(lengths.min())}; "
+                         "every sequence needs at least one observation.")
     if lengths.sum() != arr.shape[0]:
         raise ValueError(f"lengths sum to {int(lengths.sum())} but {name} has {arr.shape[0]} rows; they must be equal.")
     return np.split(arr, np.cumsum(lengths)[:-1])

@@ -71,7 +71,7 @@ def map_means(stats: GaussianStats, prior: NormalInverseWishart):
     return (stats.sum_x + kappa * prior.mean) / (stats.counts + kappa)[:, None]
 
 
-def _scatter(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str):
+def posterior_scatter(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str):
     """``B_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + kappa0 (mu_k - mu0)(mu_k - mu0)^T``
     (or its diagonal); at the posterior-mode mean it equals
     ``s2_k + kappa0 mu0 mu0^T - (n_k + kappa0) mu_k mu_k^T``."""
@@ -85,7 +85,7 @@ def _scatter(stats: GaussianStats, means, prior: NormalInverseWishart, covarianc
 
 def map_covariances(stats: GaussianStats, means, prior: NormalInverseWishart, covariance_type: str, reg_covar):
     """Posterior-mode covariances (see the module docstring), plus ``reg_covar``."""
-    scatter = _scatter(stats, means, prior, covariance_type)
+    scatter = posterior_scatter(stats, means, prior, covariance_type)
     nu, psi, n = prior.degrees_of_freedom, prior.scale, stats.counts
     dim, k = means.shape[-1], means.shape[0]
     if covariance_type == "full":
@@ -182,6 +182,6 @@ def default_prior_arrays(X_centered_cov, n_components: int, covariance_type: str
 
 
 __all__ = [
-    "MixturePrior", "NormalInverseWishart", "default_prior_arrays", "log_niw", "log_dirichlet",
+    "MixturePrior", "NormalInverseWishart", "default_prior_arrays", "log_niw", "posterior_scatter", "log_dirichlet",
     "log_prior", "map_covariances", "map_means", "map_weights",
 ]

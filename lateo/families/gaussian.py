@@ -257,12 +257,6 @@ def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
     return 1.0 / prec_chol**2
 
 
-def ml_m_step(stats: GaussianStats, covariance_type: str, reg_covar):
-    """Maximum-likelihood Gaussian parameters ``(means, covariances)`` from sums."""
-    means = ml_means(stats)
-    return means, covariances_from_stats(stats, means, covariance_type, reg_covar)
-
-
 class GaussianComponents(NamedTuple):
     """Fitted Gaussian components: means, covariances and precision Cholesky factors."""
 

@@ -135,7 +135,7 @@ def _map_mean_scatter(counts, sum_x, sum_xx, prior: NormalInverseWishart):
     """Posterior-mode mean of one full component and its scatter ``S + kappa (mu - mu0)(mu - mu0)^T``."""
     stats = GaussianStats(counts[None], sum_x[None], sum_xx[None])
     means = conjugate.map_means(stats, prior)
-    return means[0], conjugate._scatter(stats, means, prior, "full")[0]
+    return means[0], conjugate.posterior_scatter(stats, means, prior, "full")[0]
 
 
 def _map_diag(counts, stats: GaussianStats, prior: NormalInverseWishart, reg_covar, n_pairs: int):
