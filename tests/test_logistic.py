@@ -30,16 +30,17 @@ def test_jeffreys_map_shrinks_toward_zero(orings):
 def posteriors(orings):
     X, y = orings
     return {k: BayesianLogisticRegression(kernel=k, num_warmup=2000, num_samples=3000, random_state=1,
-                                          progress=False).fit(X, y) for k in ("rwm", "hmc")}
+                                          progress=False).fit(X, y) for k in ("rwm", "mala", "hmc", "nuts")}
 
 
-def test_kernels_agree_within_mcse(posteriors):
-    """Posterior means under N(0, 100^2): RWMH and HMC agree within 4 combined MCSE."""
-    rwm, hmc = posteriors["rwm"].samples_, posteriors["hmc"].samples_
+@pytest.mark.parametrize("kernel", ["rwm", "mala", "nuts"])
+def test_kernels_agree_within_mcse(posteriors, kernel):
+    """Posterior means under N(0, 100^2): RWMH, MALA and NUTS agree with HMC within 4 combined MCSE."""
+    other, hmc = posteriors[kernel].samples_, posteriors["hmc"].samples_
     for j in range(2):
-        diff = rwm[..., j].mean() - hmc[..., j].mean()
-        se = np.hypot(mcse_mean(rwm[..., j]), mcse_mean(hmc[..., j]))
-        assert abs(diff) < 4 * se, (j, diff, se)
+        diff = other[..., j].mean() - hmc[..., j].mean()
+        se = np.hypot(mcse_mean(other[..., j]), mcse_mean(hmc[..., j]))
+        assert abs(diff) < 4 * se, (kernel, j, diff, se)
 
 
 def test_failure_at_31_degrees(posteriors):

@@ -17,7 +17,7 @@ import pytest
 from lateo import mcmc
 from lateo.inference.mcmc import driver
 
-KERNELS = ["rwm", "mala", "hmc"]
+KERNELS = ["rwm", "mala", "hmc", "nuts"]
 
 # A 10-D Gaussian with unequal scales and a correlated 2-D block (coordinates 0, 1; rho = 0.8).
 MU10 = np.linspace(-2.0, 2.0, 10)
@@ -93,7 +93,7 @@ def test_invariance_gaussian_1d(run1):
     assert_within_mcse((x - MU1) ** 2, SD1**2, f"{kernel} var")
 
 
-TARGETS = {"rwm": (0.234, 0.44), "mala": (0.574, 0.574), "hmc": (0.8, 0.8)}  # (d = 10, d = 1)
+TARGETS = {"rwm": (0.234, 0.44), "mala": (0.574, 0.574), "hmc": (0.8, 0.8), "nuts": (0.8, 0.8)}  # (d = 10, d = 1)
 
 
 def test_acceptance_adapts_10d(run10):
@@ -128,6 +128,30 @@ def test_haario_scale_from_warmup_moments():
     np.testing.assert_allclose(mcmc.adapted_inverse_mass(state), np.diag(expected) * 10 / 2.38**2, rtol=1e-10)
 
 
+def test_warmup_windows_follow_stan():
+    assert mcmc.warmup_windows(1000) == (75, 950, [100, 150, 250, 450, 950])
+    assert mcmc.warmup_windows(100) == (15, 90, [90])
+    assert mcmc.warmup_windows(10) == (10, 10, [])
+    for n in (150, 151, 333, 5000, 10**6):
+        start, stop, ends = mcmc.warmup_windows(n)
+        assert ends[-1] == stop == n - 50 and start == 75 and ends == sorted(ends) and len(ends) <= 32
+
+
+def test_end_window_regularises_and_restarts():
+    rng = np.random.default_rng(4)
+    xs = rng.multivariate_normal(MU10, COV10, size=100)
+    state = mcmc.adaptation_init(0.5, 10)
+    for x in xs:
+        state = mcmc.adaptation_update(state, jnp.asarray(x), 0.9, 0.8, True)
+    closed = mcmc.end_window(state)
+    n = 100
+    expected = n / (n + 5) * np.cov(xs.T) + 1e-3 * 5 / (n + 5) * np.eye(10)
+    np.testing.assert_allclose(closed.metric, expected, rtol=1e-10)
+    assert int(closed.count) == 0 and int(closed.iteration) == 0 and float(closed.log_scale) == float(state.log_scale)
+    few = mcmc.end_window(mcmc.adaptation_update(mcmc.adaptation_init(0.5, 10), jnp.ones(10), 0.9, 0.8, True))
+    np.testing.assert_array_equal(few.metric, np.eye(10))  # too few draws: the metric is kept
+
+
 def test_pooled_moments_equal_moments_of_all_draws():
     rng = np.random.default_rng(3)
     xs = rng.normal(size=(3, 40, 2)) + np.arange(3.0)[:, None, None]  # chains with different means
@@ -146,16 +170,29 @@ def test_pooled_moments_equal_moments_of_all_draws():
 
 
 def test_adapted_kernel_params(run10):
+    """The frozen metric is the (pooled, windowed) warm-up covariance: dense below dimension 200."""
     kernel, res = run10
     if kernel == "rwm":
-        assert res.kernel_params["scale"].shape == (4, 10, 10)
-        assert np.allclose(np.triu(res.kernel_params["scale"][0], 1), 0.0)
+        scale = res.kernel_params["scale"]
+        assert scale.shape == (4, 10, 10)
+        assert np.allclose(np.triu(scale[0], 1), 0.0)
+        cov = scale[0] @ scale[0].T
     elif kernel == "mala":
         assert res.kernel_params["step_size"].shape == (4,)
+        tril = res.kernel_params["scale_tril"]
+        assert tril.shape == (4, 10, 10)
+        cov = tril[0] @ tril[0].T
     else:
-        assert res.kernel_params["inverse_mass_matrix"].shape == (4, 10)
-        # HMC's diagonal mass adapts to the target variances.
-        np.testing.assert_allclose(res.kernel_params["inverse_mass_matrix"].mean(0), SD10**2, rtol=0.3)
+        cov = res.kernel_params["inverse_mass_matrix"][0]
+        assert res.kernel_params["inverse_mass_matrix"].shape == (4, 10, 10)
+    # Up to RWM's global factor, the metric's correlation matrix is the target's, within ~4 standard errors
+    # 1/sqrt(n_eff) of a correlation estimated from the last window (n_eff ~ 100 for RWM's slowly mixing
+    # warm-up draws in d = 10, ~ 2500 for the gradient kernels).
+    sd = np.sqrt(np.diag(cov))
+    atol = 0.4 if kernel == "rwm" else 0.08
+    np.testing.assert_allclose(cov / np.outer(sd, sd), COV10 / np.outer(SD10, SD10), atol=atol)
+    if kernel != "rwm":
+        np.testing.assert_allclose(np.diag(cov), SD10**2, rtol=0.2)
 
 
 @pytest.mark.parametrize("kernel", ["rwm", "hmc"])
@@ -230,7 +267,7 @@ def test_pytree_shapes_determinism_and_single_compilation():
     assert r1.log_density.shape == (3, 40)
     assert r1.acceptance_rate.shape == r1.warmup_acceptance_rate.shape == (3,)
     assert r1.kernel_params["step_size"].shape == (3,)
-    assert r1.kernel_params["inverse_mass_matrix"].shape == (3, 4)
+    assert r1.kernel_params["inverse_mass_matrix"].shape == (3, 4, 4)
     cache = driver._run_chunk._cache_size()
     r2 = mcmc.sample(tree_logdensity, TREE_INIT, key=7, num_samples=40, **kw)
     for leaf1, leaf2 in zip(jax.tree_util.tree_leaves(r1.samples), jax.tree_util.tree_leaves(r2.samples)):
@@ -263,7 +300,7 @@ def test_per_chain_init_without_warmup():
     )  # fmt: skip
     assert res.samples["b"].shape == (3, 40, 3)
     assert np.all(np.isnan(res.warmup_acceptance_rate))
-    np.testing.assert_array_equal(res.kernel_params["inverse_mass_matrix"], 1.0)  # unadapted: identity
+    np.testing.assert_array_equal(res.kernel_params["inverse_mass_matrix"], np.broadcast_to(np.eye(4), (3, 4, 4)))
     assert np.all(np.isfinite(res.log_density))
 
 
@@ -281,7 +318,7 @@ def test_non_callable_logdensity():
         ({"logdensity": lambda p: jnp.where(p["a"] < 5.0, -jnp.inf, 0.0)}, "log-density is -inf"),
         ({"num_chains": 0}, "num_chains must be >= 1"),
         ({"num_samples": 0}, "num_samples must be >= 1"),
-        ({"kernel": "nuts"}, "kernel must be one of"),
+        ({"kernel": "slice"}, "kernel must be one of"),
         ({"target_accept": 1.5}, "target_accept must be in"),
         ({"per_chain_init": True}, "leading axis of length num_chains=4"),
         ({"init": {"a": np.zeros(3), "b": np.zeros((3, 3))}, "per_chain_init": True}, "num_chains=4"),

@@ -23,6 +23,8 @@ import numpy as np
 from scipy.fft import next_fast_len
 from scipy.special import ndtri
 
+from ...exceptions import ConvergenceWarning
+
 __all__ = [
     "check_convergence",
     "ess_bulk",
@@ -383,7 +385,7 @@ def check_convergence(
 
     Vehtari et al. (2021, section 4) recommend using draws only when
     rank-normalised split-R̂ < 1.01 and bulk and tail ESS > 400 (e.g. 100 per
-    chain for 4 chains). One ``UserWarning`` is emitted per failing criterion,
+    chain for 4 chains). One :class:`lateo.exceptions.ConvergenceWarning` is emitted per failing criterion,
     listing the offending parameters.
 
     Parameters
@@ -407,7 +409,7 @@ def check_convergence(
         warnings.warn(
             f"R-hat > {rhat_threshold} for {bad_rhat} (max {worst:.4g}): the chains have not mixed; "
             "run them longer or reparameterise (Vehtari et al. 2021).",
-            UserWarning,
+            ConvergenceWarning,
             stacklevel=2,
         )
     for col in ("ess_bulk", "ess_tail"):
@@ -418,7 +420,7 @@ def check_convergence(
             warnings.warn(
                 f"{col} < {ess_threshold:g} for {low} (min {worst:.4g}): too few effective draws for "
                 "reliable estimates; run the chains longer (Vehtari et al. 2021).",
-                UserWarning,
+                ConvergenceWarning,
                 stacklevel=2,
             )
     return ok
