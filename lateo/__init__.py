@@ -15,11 +15,12 @@ from .models.hmm import GaussianHMM
 from .models.hmm_discrete import CategoricalHMM, PoissonHMM
 from .models.kmeans import KMeans
 from .models.logistic import BayesianLogisticRegression
+from .models.progression import ProgressionModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesianLogisticRegression", "CategoricalHMM", "ConvergenceWarning", "GMMHMM", "GaussianHMM", "GaussianMixture", "KMeans",
-    "NotFittedError", "PoissonHMM", "__version__", "datasets", "io", "load_model", "load_nile", "mcmc",
+    "NotFittedError", "ProgressionModel", "PoissonHMM", "__version__", "datasets", "io", "load_model", "load_nile", "mcmc",
     "load_old_faithful", "make_gaussian_mixture", "plots", "save_model",
 ]

@@ -18,6 +18,15 @@ tol)`` (the default stops when ``|f_k - f_{k-1}| < tol``). ``data`` and
 ``hyper`` are pytrees of arrays, so new data or hyper-parameters of the same
 shapes reuse the compiled program.
 
+A model with ``carries_latent = True`` keeps a latent state between
+iterations (MCMC-SAEM's chains: each E-step starts from the previous draw);
+its E-step is ``expected_stats(key, params, data, hyper, latent) -> (S_hat,
+f, latent)``. A model may also define ``trace(params, latent) -> 1-D array``,
+recorded at every iteration (parameter traces for convergence plots and
+R-hat across chains), and ``step_size(k, hyper)``, which replaces the static
+schedule by one whose parameters are run-time arrays (so a new burn-in
+length does not recompile).
+
 Functions are ``init``/``step``/``final`` (BlackJAX's shape). ``run`` drives
 them: iterations run inside one jitted ``lax.while_loop`` per chunk, and a
 progress bar updates between chunks. The jitted chunk takes the model and the
@@ -61,6 +70,8 @@ class LoopState(NamedTuple):
         Whether the convergence test has passed.
     key : PRNG key
         Key for the next stochastic E-step.
+    latent : pytree or None
+        State carried between E-steps by models with ``carries_latent``.
     """
 
     params: Any
@@ -69,6 +80,7 @@ class LoopState(NamedTuple):
     objective: jax.Array
     converged: jax.Array
     key: jax.Array
+    latent: Any = None
 
 
 class LoopResult(NamedTuple):
@@ -78,6 +90,7 @@ class LoopResult(NamedTuple):
     history: np.ndarray
     converged: bool
     n_iter: int
+    trace: np.ndarray | None = None
 
 
 def default_has_converged(old_params, new_params, change, tol):
@@ -86,9 +99,23 @@ def default_has_converged(old_params, new_params, change, tol):
     return jnp.abs(change) < tol
 
 
-def init(model, params, data, hyper, key) -> LoopState:
+def _expected_stats(model, key, params, data, hyper, latent):
+    """The model's E-step as ``(S_hat, objective, latent)``, latent passed through if not carried."""
+    if getattr(model, "carries_latent", False):
+        return model.expected_stats(key, params, data, hyper, latent)
+    s_hat, objective = model.expected_stats(key, params, data, hyper)
+    return s_hat, objective, latent
+
+
+def _strong(tree):
+    """Arrays with strong dtypes: a weakly typed start would recompile the loop after its first chunk."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
+
+
+def init(model, params, data, hyper, key, latent=None) -> LoopState:
     """Initial loop state at ``params``, with zero statistics of the right shape."""
-    shapes = jax.eval_shape(model.expected_stats, key, params, data, hyper)[0]
+    params, latent = _strong(params), _strong(latent)
+    shapes = jax.eval_shape(partial(_expected_stats, model), key, params, data, hyper, latent)[0]
     dtype = jax.tree.leaves(shapes)[0].dtype
     return LoopState(
         params=params,
@@ -97,6 +124,7 @@ def init(model, params, data, hyper, key) -> LoopState:
         objective=jnp.asarray(-jnp.inf, dtype),
         converged=jnp.asarray(False),
         key=key,
+        latent=latent,
     )
 
 
@@ -107,9 +135,11 @@ def step(model, schedule, state: LoopState, data, hyper, tol):
     the parameters entering the step.
     """
     key, sub = jax.random.split(state.key)
-    s_hat, objective = model.expected_stats(sub, state.params, data, hyper)
+    s_hat, objective, latent = _expected_stats(model, sub, state.params, data, hyper, state.latent)
     k = state.iteration + 1
-    if getattr(schedule, "exact", False):
+    if hasattr(model, "step_size"):  # a schedule with run-time parameters (SAEM's burn-in length)
+        stats = stats_interpolate(state.stats, s_hat, model.step_size(k, hyper).astype(objective.dtype))
+    elif getattr(schedule, "exact", False):
         stats = s_hat  # gamma = 1 exactly, without rounding S + (S_hat - S)
     else:
         stats = stats_interpolate(state.stats, s_hat, schedule(k).astype(objective.dtype))
@@ -117,7 +147,7 @@ def step(model, schedule, state: LoopState, data, hyper, tol):
     change = objective - state.objective
     test = getattr(model, "has_converged", default_has_converged)
     converged = test(state.params, params, change, tol)
-    new = LoopState(params, stats, k, objective, converged, key)
+    new = LoopState(params, stats, k, objective, converged, key, latent)
     return new, objective
 
 
@@ -134,18 +164,25 @@ def run_chunk(model, schedule, state: LoopState, data, hyper, tol, n_steps):
     (NaN past the last step) and the number of steps run.
     """
     history = jnp.full(MAX_CHUNK, jnp.nan, dtype=state.objective.dtype)
+    trace_fn = getattr(model, "trace", None)
+    width = 0 if trace_fn is None else jax.eval_shape(trace_fn, state.params, state.latent).shape[0]
+    traces = jnp.full((MAX_CHUNK, width), jnp.nan, dtype=state.objective.dtype)
 
     def cond(carry):
-        i, st, _ = carry
+        i, st, _, _ = carry
         return (i < n_steps) & jnp.logical_not(st.converged)
 
     def body(carry):
-        i, st, hist = carry
+        i, st, hist, tr = carry
         st, objective = step(model, schedule, st, data, hyper, tol)
-        return i + 1, st, hist.at[i].set(objective)
+        if trace_fn is not None:
+            tr = tr.at[i].set(trace_fn(st.params, st.latent).astype(tr.dtype))
+        return i + 1, st, hist.at[i].set(objective), tr
 
-    n_done, state, history = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), state, history))
-    return state, history, n_done
+    n_done, state, history, traces = jax.lax.while_loop(
+        cond, body, (jnp.asarray(0, jnp.int32), state, history, traces)
+    )
+    return state, history, n_done, traces
 
 
 def run(
@@ -168,6 +205,7 @@ def run(
     run-time argument, so it never triggers a recompilation.
     """
     history: list[np.ndarray] = []
+    traces: list[np.ndarray] = []
     chunk = 4
     done = int(state.iteration)
     target = done + int(max_iter)
@@ -176,12 +214,16 @@ def run(
         while done < target and not bool(state.converged):
             n_steps = min(chunk, target - done)
             t0 = time.perf_counter()
-            state, hist, n_done = run_chunk(model, schedule, state, data, hyper, tol_arr, jnp.asarray(n_steps, jnp.int32))
+            state, hist, n_done, trace = run_chunk(
+                model, schedule, state, data, hyper, tol_arr, jnp.asarray(n_steps, jnp.int32)
+            )
             n_done = int(n_done)
             history.append(np.asarray(hist[:n_done]))
+            traces.append(np.asarray(trace[:n_done]))
             done += n_done
             bar.update(done - (target - max_iter), float(state.objective))
             if time.perf_counter() - t0 < _TARGET_CHUNK_SECONDS:
                 chunk = min(2 * chunk, MAX_CHUNK)
     hist = np.concatenate(history) if history else np.zeros(0)
-    return LoopResult(state, hist, bool(state.converged), int(state.iteration))
+    trace = np.concatenate(traces) if traces and traces[0].shape[1] else None
+    return LoopResult(state, hist, bool(state.converged), int(state.iteration), trace)

@@ -1,0 +1,275 @@
+r"""MCMC-SAEM on the core statistics loop (seed 000; Delyon, Lavielle & Moulines 1999; Kuhn & Lavielle 2004).
+
+Each iteration :math:`k`:
+
+1. **Simulation.** Starting from the previous draw, a few Metropolis-within-
+   Gibbs sweeps of :math:`p(z \mid y; \theta_k)`: every subject's block
+   :math:`z_i = (\tau_i, \xi_i)` by a random-walk step (the subjects are
+   independent given the population latents, so this is one vmapped step),
+   then the population latents jointly. Proposal scales are adapted per
+   subject by Robbins-Monro toward a target acceptance (0.3, inside the
+   seed's 20-60 %), and the population proposal is adaptive Metropolis
+   (running covariance of its draws, scale toward 0.234), during burn-in
+   only; they are frozen afterwards, so the kernel is fixed while the
+   statistics average.
+2. **Stochastic approximation.** :math:`S_{k+1} = S_k + \gamma_k (S(y, z^{(k)}) - S_k)`
+   with :math:`\gamma_k = 1` for the burn-in iterations, then
+   :math:`(k - K_1)^{-\alpha}` (:class:`lateo.core.BurnInThenDecay`).
+3. **Maximisation.** :math:`\theta_{k+1} = \hat\theta(S_{k+1})`, closed form.
+
+With several chains the statistics are averaged over the chains (the
+variance of :math:`S(y, z)` drops by the number of chains); each chain also
+keeps its own stochastic-approximation statistics, whose M-step gives
+per-chain parameter traces for R-hat across chains, and the same average of
+its individual draws (after burn-in, an estimate of each subject's posterior
+mean).
+
+Optional *simulated annealing* (Lavielle 2014, sec. 9.2): for the first
+``annealing`` iterations the individual prior standard deviations seen by the
+simulation step are inflated by a temperature decreasing linearly from
+``annealing_temperature`` to 1, which lets the chains explore before the
+variances shrink.
+
+The whole iteration is jitted and run in chunks by :func:`lateo.core.run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ..core.schedules import BurnInThenDecay
+from ..core.stats import stats_interpolate
+from ..inference.mcmc.kernels import RWMState, adaptation_init, adaptation_update, robbins_monro_update, rwm_step
+
+
+class ChainState(NamedTuple):
+    """One chain's latent draw, adaptive proposal scales and its own SA statistics."""
+
+    population: Any
+    individual: jax.Array  # (N, q)
+    individual_log_scale: jax.Array  # (N,)
+    population_adaptation: Any  # AdaptationState of the joint population proposal
+    individual_acceptance: jax.Array  # (N,) running mean
+    population_acceptance: jax.Array  # () running mean
+    stats: Any
+    individual_mean: jax.Array  # (N, q) stochastic-approximation average of the individual draws
+
+
+class SAEMHyper(NamedTuple):
+    """The loop's hyper-parameters: the family's, and the burn-in length (an array: no recompilation)."""
+
+    family: Any
+    burn_in: jax.Array
+
+
+class SAEMLatent(NamedTuple):
+    """The latent state the loop carries: all chains (leading axis), the iteration and the hyper-parameters."""
+
+    chains: ChainState
+    iteration: jax.Array
+    hyper: Any
+
+
+@dataclass(frozen=True)
+class SAEM:
+    r"""MCMC-SAEM as a model of :mod:`lateo.core.loop` (``carries_latent``).
+
+    Parameters
+    ----------
+    family : hashable
+        The mixed-effects model: ``individual_loglik(data, theta, population,
+        individual) -> (N,)``, ``individual_logprior(theta, individual) -> (N,)``,
+        ``population_logprior(theta, hyper, population)``,
+        ``sufficient_stats(data, population, individual)``,
+        ``m_step(stats, hyper)``, ``complete_loglik(data, theta, hyper,
+        population, individual)``, ``individual_std(theta) -> (q,)``,
+        ``anneal(theta, temperature)`` and ``theta_vector(theta)``; optionally
+        ``symmetry_moves(key, theta, hyper, population, individual)``, extra
+        posterior-invariant moves run after each sweep.
+    alpha
+        The decay of the step size after burn-in, :math:`\gamma_k = (k - K_1)^{-\alpha}`
+        (the burn-in :math:`K_1` is ``hyper.burn_in``, a run-time array; see :class:`SAEMHyper`).
+    n_chains, n_mh_steps
+        Chains, and Metropolis-within-Gibbs sweeps per iteration.
+    target_accept
+        Target acceptance of the adaptive random-walk proposals.
+    annealing, annealing_temperature
+        Simulated-annealing iterations and initial temperature (0: none).
+    """
+
+    family: Any
+    alpha: float = 0.8
+    n_chains: int = 1
+    n_mh_steps: int = 2
+    target_accept: float = 0.3
+    annealing: int = 0
+    annealing_temperature: float = 4.0
+
+    carries_latent = True
+
+    def step_size(self, k, hyper: SAEMHyper):
+        r""":math:`\gamma_k = 1` for :math:`k \le K_1`, then :math:`(k - K_1)^{-\alpha}` (as :class:`lateo.core.BurnInThenDecay`)."""
+        k = jnp.asarray(k, hyper.burn_in.dtype)
+        after = jnp.maximum(k - hyper.burn_in, 1.0)
+        return jnp.where(k <= hyper.burn_in, 1.0, after ** (-self.alpha))
+
+    def make_hyper(self, family_hyper, burn_in, dtype=jnp.float64) -> SAEMHyper:
+        BurnInThenDecay(int(burn_in), self.alpha)  # validates alpha and burn_in
+        return SAEMHyper(family_hyper, jnp.asarray(burn_in, dtype))
+
+    # ------------------------------------------------------------------ latent state
+
+    def init_latent(self, key, theta, data, hyper, population, individual) -> SAEMLatent:
+        """Chains started at ``population`` and ``individual`` plus a small jitter per chain."""
+        n_pop = ravel_pytree(population)[0].size
+        n_subj = individual.shape[0]
+        stats0 = self.family.sufficient_stats(data, population, individual)
+
+        def one(k):
+            k1, k2 = jax.random.split(k)
+            ind = individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(k1, individual.shape)
+            flat, unravel = ravel_pytree(population)
+            base = ravel_pytree(hyper.family.population_std)[0]
+            pop = unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(k2, flat.shape))
+            dtype = individual.dtype
+            adaptation = adaptation_init(2.38 / jnp.sqrt(n_pop) * 0.1, n_pop, dtype)
+            return ChainState(pop, ind, jnp.zeros(n_subj, dtype), adaptation, jnp.zeros(n_subj, dtype),
+                              jnp.zeros((), dtype), stats0, ind)  # fmt: skip
+
+        chains = jax.vmap(one)(jax.random.split(key, self.n_chains))
+        return SAEMLatent(chains, jnp.asarray(0, jnp.int32), hyper)
+
+    # ------------------------------------------------------------------ simulation step
+
+    def _individual_block(self, key, theta_e, data, chain: ChainState):
+        family = self.family
+        base = family.individual_std(theta_e)
+        subject_data = jax.tree_util.tree_map(lambda x: x[:, None] if x.ndim == 1 else x, data)
+
+        def one(key, z, log_scale, data_i):
+            data_i = jax.tree_util.tree_map(lambda x: x[None], data_i)
+            data_i = data_i._replace(subject_mask=data_i.subject_mask[:, 0])
+
+            def fn(z):
+                zz = z[None]
+                ll = family.individual_loglik(data_i, theta_e, chain.population, zz)
+                return (ll + family.individual_logprior(theta_e, zz))[0]
+
+            state, info = rwm_step(key, RWMState(z, fn(z)), fn, jnp.exp(log_scale) * base)
+            return state.position, info.acceptance_probability
+
+        keys = jax.random.split(key, chain.individual.shape[0])
+        return jax.vmap(one)(keys, chain.individual, chain.individual_log_scale, subject_data)
+
+    def _population_block(self, key, theta, data, hyper, chain: ChainState, individual):
+        """One joint random-walk step on all population latents (adaptive-Metropolis covariance).
+
+        The population latents can be strongly correlated a posteriori (the
+        reference time trades off against the positions), which defeats
+        coordinate-wise updates; the proposal covariance is the running
+        covariance of the chain's own draws during burn-in (Haario et al.
+        2001), the prior scales until enough draws are in.
+        """
+        family = self.family
+        flat, unravel = ravel_pytree(chain.population)
+        base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
+        adaptation = chain.population_adaptation
+        enough = adaptation.count >= 2 * flat.size + 10
+        n = jnp.maximum(adaptation.count - 1, 1).astype(flat.dtype)
+        cov = jnp.where(enough, adaptation.m2 / n + 1e-12 * jnp.diag(base**2), jnp.diag(base**2))
+        scale = jnp.exp(adaptation.log_scale) * jnp.linalg.cholesky(cov)
+
+        def joint(x):
+            pop = unravel(x)
+            return jnp.sum(family.individual_loglik(data, theta, pop, individual)) + family.population_logprior(
+                theta, hyper.family, pop
+            )
+
+        state, info = rwm_step(key, RWMState(flat, joint(flat)), joint, scale)
+        return unravel(state.position), info.acceptance_probability
+
+    def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
+        family = self.family
+        temperature = 1.0
+        if self.annealing:
+            frac = jnp.clip(1.0 - (k - 1) / self.annealing, 0.0, 1.0)
+            temperature = 1.0 + (self.annealing_temperature - 1.0) * frac
+        theta_e = family.anneal(theta, temperature)
+
+        def sweep(i, carry):
+            chain, acc_ind, acc_pop = carry
+            k_ind, k_pop = jax.random.split(jax.random.fold_in(key, i))
+            individual, a_ind = self._individual_block(k_ind, theta_e, data, chain)
+            chain = chain._replace(individual=individual)
+            population, a_pop = self._population_block(k_pop, theta_e, data, hyper, chain, individual)
+            if hasattr(self.family, "symmetry_moves"):
+                k_sym = jax.random.fold_in(k_pop, 1)
+                population, individual = self.family.symmetry_moves(k_sym, theta_e, hyper.family, population,
+                                                                     individual)  # fmt: skip
+            chain = chain._replace(population=population, individual=individual)
+            return chain, acc_ind + a_ind / self.n_mh_steps, acc_pop + a_pop / self.n_mh_steps
+
+        zeros = (jnp.zeros_like(chain.individual_acceptance), jnp.zeros_like(chain.population_acceptance))
+        chain, acc_ind, acc_pop = jax.lax.fori_loop(0, self.n_mh_steps, sweep, (chain, *zeros))
+        adapting = k <= hyper.burn_in
+        target = self.target_accept
+        ind_scale = jnp.where(adapting, robbins_monro_update(chain.individual_log_scale, k, acc_ind, target),
+                              chain.individual_log_scale)  # fmt: skip
+        flat_pop = ravel_pytree(chain.population)[0]
+        pop_target = 0.44 if flat_pop.size == 1 else 0.234
+        collect = adapting & (k > hyper.burn_in // 10)  # skip the transient from the starting point
+        updated = adaptation_update(chain.population_adaptation, flat_pop, acc_pop, pop_target, collect)
+        pop_adaptation = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(adapting, new, old), updated, chain.population_adaptation
+        )
+        weight = 1.0 / jnp.minimum(k, 50).astype(acc_ind.dtype)  # running mean over the last ~50 iterations
+        s_draw = family.sufficient_stats(data, chain.population, chain.individual)
+        objective = family.complete_loglik(data, theta, hyper.family, chain.population, chain.individual)
+        return (
+            chain._replace(
+                individual_log_scale=ind_scale,
+                population_adaptation=pop_adaptation,
+                individual_acceptance=chain.individual_acceptance + weight * (acc_ind - chain.individual_acceptance),
+                population_acceptance=chain.population_acceptance + weight * (acc_pop - chain.population_acceptance),
+                stats=stats_interpolate(chain.stats, s_draw, gamma),
+                individual_mean=chain.individual_mean + gamma * (chain.individual - chain.individual_mean),
+            ),
+            s_draw,
+            objective,
+        )
+
+    # ------------------------------------------------------------------ loop protocol
+
+    def expected_stats(self, key, theta, data, hyper, latent: SAEMLatent):
+        """One simulation step of every chain; returns the chain-averaged :math:`S(y, z)`."""
+        k = latent.iteration + 1
+        gamma = self.step_size(k, hyper).astype(latent.chains.individual.dtype)
+        keys = jax.random.split(key, self.n_chains)
+        chains, s_draw, objective = jax.vmap(
+            lambda kk, ch: self._chain_step(kk, theta, data, hyper, ch, k, gamma)
+        )(keys, latent.chains)
+        s_hat = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), s_draw)
+        n_obs = jnp.maximum(jnp.sum(data.mask), 1.0)
+        return s_hat, jnp.mean(objective) / n_obs, SAEMLatent(chains, k, latent.hyper)
+
+    def m_step(self, stats, hyper, previous):
+        del previous
+        return self.family.m_step(stats, hyper.family)
+
+    def has_converged(self, old, new, change, tol):
+        """Relative change of every parameter below ``tol`` (``-inf``: never; the default)."""
+        del change
+        a, b = self.family.theta_vector(old), self.family.theta_vector(new)
+        return jnp.max(jnp.abs(b - a) / (jnp.abs(a) + 1e-12)) < tol
+
+    def trace(self, theta, latent: SAEMLatent):
+        """Per-chain parameters (the M-step of each chain's own statistics), flattened ``(C * n_theta,)``."""
+        per_chain = jax.vmap(lambda s: self.family.theta_vector(self.family.m_step(s, latent.hyper.family)))(
+            latent.chains.stats
+        )
+        return per_chain.ravel()

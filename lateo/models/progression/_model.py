@@ -1,0 +1,298 @@
+r"""Disease-progression mixed-effects models in exponential-family form (seed 000).
+
+Subject :math:`i` is seen at times :math:`t_{ij}`; feature :math:`k` of visit
+:math:`j` is :math:`y_{ijk}`. Every subject follows the population curve on
+its own clock, the *reparametrised age*
+
+.. math:: s_{ij} = \alpha_i (t_{ij} - t_0 - \tau_i), \qquad \alpha_i = e^{\xi_i},
+
+shifted by :math:`\tau_i` (years earlier or later) and sped up by
+:math:`\alpha_i`, with :math:`y_{ijk} \sim N(f_k(s_{ij}), \sigma_k^2)`:
+
+* ``"linear"`` (seed 000): :math:`f_k(s) = p_k + v_k s`;
+* ``"logistic"`` (Leaspy's logistic model): :math:`f_k(s) = 1 / (1 + g_k
+  \exp(-v_k \frac{(1 + g_k)^2}{g_k} s))`, the logistic curve whose position
+  at the reference time (:math:`s = 0`) is :math:`1/(1 + g_k)` and whose
+  slope there is :math:`v_k`; :math:`g_k = e^{\gamma_k}` and
+  :math:`v_k = e^{\nu_k}` keep both positive.
+
+Latent variables :math:`z`: individual :math:`(\tau_i, \xi_i)` with
+:math:`\tau_i \sim N(0, \sigma_\tau^2)`, :math:`\xi_i \sim N(0, \sigma_\xi^2)`,
+and population :math:`w = (t_0, \text{position}_k, \text{speed}_k)` with
+:math:`w_m \sim N(\bar w_m, s_m^2)` (``s`` fixed). Parameters
+:math:`\theta = (\bar w, \sigma_\tau, \sigma_\xi, \sigma_k)`.
+
+The complete log-likelihood is an exponential family in :math:`\theta` with
+sufficient statistics
+
+.. math:: S(y, z) = \Big(w,\ \sum_i \tau_i^2,\ \sum_i \xi_i^2,\
+          \big(\textstyle\sum_{ij} m_{ijk} (y_{ijk} - f_k(s_{ij}))^2\big)_k\Big)
+
+(:math:`m` the observation mask), so the M-step is closed-form:
+:math:`\bar w = S_w`, :math:`\sigma_\tau^2 = (S_{\tau} + \nu s^2) / (N + \nu + c)`
+and likewise for :math:`\sigma_\xi^2` and each :math:`\sigma_k^2` (with
+:math:`n_k` observations): maximum likelihood for :math:`\nu = c = 0`, the MAP
+under a scaled-inverse-:math:`\chi^2(\nu, s^2)` prior (seed 000) for
+:math:`c = 2`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODELS = ("linear", "logistic")
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+class Population(NamedTuple):
+    """Population latent variables (or their means): reference time, per-feature position and speed.
+
+    ``position`` is :math:`p_k` (linear) or :math:`\\gamma_k = \\log g_k`
+    (logistic); ``speed`` is :math:`v_k` (linear) or :math:`\\nu_k = \\log v_k` (logistic).
+    """
+
+    t0: jax.Array
+    position: jax.Array
+    speed: jax.Array
+
+
+class Theta(NamedTuple):
+    """Model parameters: population means, and the standard deviations."""
+
+    population: Population
+    tau_std: jax.Array
+    xi_std: jax.Array
+    noise_std: jax.Array  # (K,)
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics: sums and counts, so chains average and data partitions add."""
+
+    population: Population
+    tau2: jax.Array
+    xi2: jax.Array
+    res2: jax.Array  # (K,)
+    n_subjects: jax.Array
+    n_obs: jax.Array  # (K,)
+
+
+class Data(NamedTuple):
+    """Padded arrays of a cohort (see :mod:`lateo.models.progression._data`)."""
+
+    times: jax.Array  # (N, V)
+    values: jax.Array  # (N, V, K), 0 where unobserved
+    mask: jax.Array  # (N, V, K) float 0/1
+    subject_mask: jax.Array  # (N,) float 0/1: 0 for padding subjects
+
+
+class Hyper(NamedTuple):
+    """Fixed hyper-parameters: population prior scales and the variance priors."""
+
+    population_std: Population  # s_m
+    prior_dof: jax.Array  # (3,) nu for tau, xi, noise (0: none)
+    prior_scale2: jax.Array  # (2 + K,) s^2 for tau, xi, each noise
+    map_shift: jax.Array  # c: 0 (ML) or 2 (MAP)
+
+
+def curve(kind: str, s, position, speed):
+    """Population curve :math:`f_k(s)` at reparametrised ages ``s`` (broadcast over a last feature axis)."""
+    if kind == "linear":
+        return position + speed * s
+    g, v = jnp.exp(position), jnp.exp(speed)
+    rate = v * (1.0 + g) ** 2 / g
+    return jax.nn.sigmoid(rate * s - position)  # 1 / (1 + g exp(-rate s))
+
+
+def reparametrised_age(times, t0, tau, xi):
+    r""":math:`s = e^{\xi} (t - t_0 - \tau)`, broadcast over subjects."""
+    return jnp.exp(xi)[..., None] * (times - t0 - tau[..., None])
+
+
+def predict(kind, times, population: Population, tau, xi):
+    """Fitted values ``(N, V, K)`` of subjects with individual parameters ``tau``, ``xi``."""
+    s = reparametrised_age(times, population.t0, tau, xi)
+    return curve(kind, s[..., None], population.position, population.speed)
+
+
+def residual_squares(kind, data: Data, population, tau, xi):
+    """Per subject and feature, :math:`\\sum_j m_{ijk} (y_{ijk} - f_k)^2`, shape ``(N, K)``."""
+    fitted = predict(kind, data.times, population, tau, xi)
+    return jnp.sum(data.mask * (data.values - fitted) ** 2, axis=-2)
+
+
+def subject_loglik(kind, data: Data, theta: Theta, population, tau, xi):
+    """Per-subject :math:`\\log p(y_i \\mid z_i, w; \\theta)` without the constant, shape ``(N,)``."""
+    res2 = residual_squares(kind, data, population, tau, xi)
+    return -0.5 * jnp.sum(res2 / theta.noise_std**2, axis=-1)
+
+
+def individual_logprior(theta: Theta, tau, xi):
+    return -0.5 * (tau / theta.tau_std) ** 2 - 0.5 * (xi / theta.xi_std) ** 2
+
+
+def population_logprior(theta: Theta, hyper: Hyper, population: Population):
+    terms = jax.tree_util.tree_map(
+        lambda w, m, s: jnp.sum(-0.5 * ((w - m) / s) ** 2), population, theta.population, hyper.population_std
+    )
+    return sum(jax.tree_util.tree_leaves(terms))
+
+
+def sufficient_stats(kind, data: Data, population, tau, xi) -> Stats:
+    """:math:`S(y, z)` at one draw of the latent variables."""
+    res2 = residual_squares(kind, data, population, tau, xi)
+    w = data.subject_mask
+    return Stats(population, jnp.sum(w * tau**2), jnp.sum(w * xi**2), jnp.sum(w[:, None] * res2, axis=0),
+                 jnp.sum(w), jnp.sum(data.mask, axis=(0, 1)))  # fmt: skip
+
+
+def complete_loglik(kind, data: Data, theta: Theta, hyper: Hyper, population, tau, xi):
+    r"""Full :math:`\log p(y, z; \theta)` with all constants."""
+    stats = sufficient_stats(kind, data, population, tau, xi)
+    n_obs = jnp.sum(data.mask, axis=(0, 1))
+    n_subj = jnp.sum(data.subject_mask)
+    noise = -0.5 * jnp.sum(n_obs * (LOG_2PI + 2 * jnp.log(theta.noise_std)) + stats.res2 / theta.noise_std**2)
+    tau = -0.5 * (n_subj * (LOG_2PI + 2 * jnp.log(theta.tau_std)) + stats.tau2 / theta.tau_std**2)
+    xi = -0.5 * (n_subj * (LOG_2PI + 2 * jnp.log(theta.xi_std)) + stats.xi2 / theta.xi_std**2)
+    pop_const = -0.5 * sum(
+        jnp.sum(LOG_2PI + 2 * jnp.log(jnp.broadcast_to(s, jnp.shape(w))))
+        for s, w in zip(hyper.population_std, population)
+    )
+    return noise + tau + xi + population_logprior(theta, hyper, population) + pop_const
+
+
+def m_step(stats: Stats, hyper: Hyper) -> Theta:
+    """Closed-form maximisation of :math:`-\\varphi(\\theta) + \\langle S, \\psi(\\theta) \\rangle` (ML or MAP)."""
+    n_subj, n_obs = stats.n_subjects, stats.n_obs
+    nu, s2, c = hyper.prior_dof, hyper.prior_scale2, hyper.map_shift
+
+    def variance(total, count, nu_m, s2_m):
+        return (total + nu_m * s2_m) / jnp.maximum(count + nu_m + c, 1.0)
+
+    tau_var = variance(stats.tau2, n_subj, nu[0], s2[0])
+    xi_var = variance(stats.xi2, n_subj, nu[1], s2[1])
+    noise_var = variance(stats.res2, n_obs, nu[2], s2[2:])
+    return Theta(stats.population, jnp.sqrt(tau_var), jnp.sqrt(xi_var), jnp.sqrt(noise_var))
+
+
+def theta_vector(theta: Theta) -> jax.Array:
+    """Flat parameter vector: t0, positions, speeds, tau_std, xi_std, noise_std (length 3 + 3K)."""
+    p = theta.population
+    return jnp.concatenate([jnp.atleast_1d(p.t0), p.position, p.speed, jnp.stack([theta.tau_std, theta.xi_std]),
+                            theta.noise_std])  # fmt: skip
+
+
+def theta_names(features) -> list[str]:
+    """Names of :func:`theta_vector`'s entries."""
+    names = ["t0"] + [f"position[{f}]" for f in features] + [f"speed[{f}]" for f in features]
+    return names + ["tau_std", "xi_std"] + [f"noise_std[{f}]" for f in features]
+
+
+def _split(individual):
+    return individual[..., 0], individual[..., 1]
+
+
+@dataclass(frozen=True)
+class ProgressionFamily:
+    """The progression model in the form :class:`lateo.algorithms.saem.SAEM` needs.
+
+    Individual latents are an ``(N, 2)`` array of :math:`(\\tau_i, \\xi_i)`;
+    population latents a :class:`Population`.
+    """
+
+    kind: str
+
+    def individual_loglik(self, data: Data, theta: Theta, population, individual):
+        tau, xi = _split(individual)
+        return subject_loglik(self.kind, data, theta, population, tau, xi)
+
+    def individual_logprior(self, theta: Theta, individual):
+        tau, xi = _split(individual)
+        return individual_logprior(theta, tau, xi)
+
+    def population_logprior(self, theta: Theta, hyper: Hyper, population):
+        return population_logprior(theta, hyper, population)
+
+    def sufficient_stats(self, data: Data, population, individual) -> Stats:
+        tau, xi = _split(individual)
+        return sufficient_stats(self.kind, data, population, tau, xi)
+
+    def complete_loglik(self, data, theta, hyper, population, individual):
+        tau, xi = _split(individual)
+        return complete_loglik(self.kind, data, theta, hyper, population, tau, xi)
+
+    def m_step(self, stats: Stats, hyper: Hyper) -> Theta:
+        return m_step(stats, hyper)
+
+    def symmetry_moves(self, key, theta: Theta, hyper: Hyper, population: Population, individual):
+        r"""Exact Metropolis moves along the model's two near-symmetries (parameter expansion).
+
+        The likelihood is invariant under :math:`(t_0, \tau_i) \to (t_0 + \delta, \tau_i - \delta)`
+        and under :math:`(v_k, \xi_i) \to (v_k e^{\eta}, \xi_i - \eta)`; only the priors pin
+        these directions down, so Gibbs updates of individual and population blocks crawl along
+        them (Leaspy re-centres the draws instead). Here :math:`\delta` and :math:`\eta` are
+        drawn from symmetric random walks of the posterior scale :math:`2.4\sigma/\sqrt N` and
+        accepted on the prior ratio (times the Jacobian :math:`e^{K\eta}` of the linear model's
+        speed scaling), which leaves the posterior invariant (Liu & Wu 1999).
+        """
+        tau, xi = _split(individual)
+        n = jnp.maximum(jnp.sum(jnp.ones_like(tau)), 1.0)
+        k_shift, k_scale, u_shift, u_scale = jax.random.split(key, 4)
+
+        def log_prior(pop, tau, xi):
+            return jnp.sum(individual_logprior(theta, tau, xi)) + population_logprior(theta, hyper, pop)
+
+        current = log_prior(population, tau, xi)
+        delta = 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_shift, dtype=tau.dtype)
+        shifted = population._replace(t0=population.t0 + delta)
+        proposal = log_prior(shifted, tau - delta, xi)
+        accept = jnp.log(jax.random.uniform(u_shift, dtype=tau.dtype)) < proposal - current
+        population = Population(*(jnp.where(accept, a, b) for a, b in zip(shifted, population)))
+        tau = jnp.where(accept, tau - delta, tau)
+        current = jnp.where(accept, proposal, current)
+
+        eta = 2.4 * theta.xi_std / jnp.sqrt(n) * jax.random.normal(k_scale, dtype=tau.dtype)
+        if self.kind == "linear":
+            scaled = population._replace(speed=population.speed * jnp.exp(eta))
+            log_jacobian = population.speed.size * eta
+        else:
+            scaled = population._replace(speed=population.speed + eta)
+            log_jacobian = 0.0
+        proposal = log_prior(scaled, tau, xi - eta) + log_jacobian
+        accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal - current
+        population = Population(*(jnp.where(accept, a, b) for a, b in zip(scaled, population)))
+        xi = jnp.where(accept, xi - eta, xi)
+        return population, jnp.stack([tau, xi], axis=-1)
+
+    def individual_std(self, theta: Theta):
+        return jnp.stack([theta.tau_std, theta.xi_std])
+
+    def anneal(self, theta: Theta, temperature):
+        root = jnp.sqrt(temperature)
+        return theta._replace(tau_std=theta.tau_std * root, xi_std=theta.xi_std * root)
+
+    def theta_vector(self, theta: Theta):
+        return theta_vector(theta)
+
+
+def simulate(kind, theta: Theta, times, rng: np.random.Generator):
+    """Draw individual parameters and noisy observations at ``times`` ``(N, V)`` from the model.
+
+    Population latents are set to their means (:math:`s \\to 0`). Returns
+    ``(values (N, V, K), tau (N,), xi (N,))``; logistic values are clipped to
+    the open interval (0, 1) as real scores are.
+    """
+    n = times.shape[0]
+    tau = rng.normal(0.0, float(theta.tau_std), n)
+    xi = rng.normal(0.0, float(theta.xi_std), n)
+    pop = Population(*(np.asarray(x, float) for x in theta.population))
+    mean = np.asarray(predict(kind, jnp.asarray(times), Population(*map(jnp.asarray, pop)), jnp.asarray(tau),
+                              jnp.asarray(xi)))  # fmt: skip
+    values = mean + rng.normal(size=mean.shape) * np.asarray(theta.noise_std, float)
+    if kind == "logistic":
+        values = np.clip(values, 1e-4, 1 - 1e-4)
+    return values, tau, xi

@@ -1,0 +1,395 @@
+r"""``ProgressionModel``: disease-progression mixed-effects models fitted by MCMC-SAEM.
+
+Leaspy's data format and model (Schiratti et al. 2017; Koval et al. 2021),
+the seed-000 SAEM (:mod:`lateo.algorithms.saem`) on lateo's statistics
+loop. See :mod:`lateo.models.progression._model` for the maths.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..._validation import check_float, check_int, check_option, check_random_key
+from ...algorithms.saem import SAEM
+from ...core import loop
+from ...core.progress import check_progress
+from .._base import ParamsMixin, check_is_fitted
+from . import _model as M
+from ._data import from_dataframe
+
+_BOUNDS = {"logistic": (0.0, 1.0), "linear": None}
+
+
+def _within_subject_slopes(times, values, mask):
+    """Mean over subjects of the least-squares slope of each feature on time (subjects with >= 2 visits)."""
+    w = mask
+    n = w.sum(1)
+    t = times[:, :, None]
+    tm = (w * t).sum(1) / np.maximum(n, 1)
+    ym = (w * values).sum(1) / np.maximum(n, 1)
+    sxy = (w * (t - tm[:, None]) * (values - ym[:, None])).sum(1)
+    sxx = (w * (t - tm[:, None]) ** 2).sum(1)
+    ok = (n >= 2) & (sxx > 0)
+    slopes = np.where(ok, sxy / np.where(ok, sxx, 1.0), np.nan)
+    return np.nanmean(slopes, axis=0), tm, ym, n
+
+
+class ProgressionModel(ParamsMixin):
+    r"""Nonlinear mixed-effects model of disease progression, fitted by MCMC-SAEM.
+
+    Each subject follows the population curve of each feature on its own
+    time line :math:`s_{ij} = e^{\xi_i}(t_{ij} - t_0 - \tau_i)`: a shift
+    :math:`\tau_i` (onset earlier or later) and an acceleration
+    :math:`e^{\xi_i}`, shared by all features (seed 000; Schiratti et al.
+    2017, Leaspy).
+
+    Parameters
+    ----------
+    model : {"logistic", "linear"}
+        ``"logistic"``: values in (0, 1), :math:`f_k(s) = 1/(1 + g_k
+        e^{-v_k (1+g_k)^2 s / g_k})` (Leaspy's logistic model: position
+        :math:`1/(1+g_k)` and speed :math:`v_k` at :math:`t_0`). ``"linear"``:
+        :math:`f_k(s) = p_k + v_k s` (seed 000).
+    n_iter : int, default=1000
+        SAEM iterations (overridden by ``fit(..., n_iter=)``).
+    burn_in : float or int, default=0.5
+        Burn-in iterations with step size 1, as a fraction of ``n_iter`` or a count.
+    alpha : float, default=0.8
+        Decay :math:`\gamma_k = (k - K_1)^{-\alpha}` after burn-in, in (1/2, 1].
+    n_chains : int, default=2
+        MCMC chains; the statistics are averaged over them, and their
+        per-chain parameter traces give R-hat (``rhat_``).
+    n_mh_steps : int, default=5
+        Metropolis-within-Gibbs sweeps per iteration (fewer mix too slowly from
+        the starting point: the noise variance then converges late).
+    target_accept : float, default=0.3
+        Target acceptance of the adaptive proposals (the seed's 20-60 %).
+    annealing : int, default=0
+        Simulated-annealing iterations (individual variances inflated, from 4x to 1x).
+    variance_prior : None or dict, default=None
+        ``None``: maximum likelihood. A dict ``{"dof": nu, "tau_std": s, "xi_std": s,
+        "noise_std": s}`` puts scaled-inverse-chi-square(nu, s^2) priors on the
+        variances and returns the MAP (seed 000).
+    population_prior_std : dict, optional
+        Prior standard deviations ``{"t0": ..., "position": ..., "speed": ...}``
+        of the population latents around their means (defaults scale with the data).
+    tol : float, optional
+        Stop when no parameter moves by more than this relative amount in an
+        iteration (after burn-in, when the steps are small). Default: run all ``n_iter``.
+    random_state : None, int or jax key
+    progress : {"auto", True, False}
+    id_col, time_col : str
+        Column names of the long data frame.
+
+    Attributes
+    ----------
+    features_ : list of str
+    t0_, tau_std_, xi_std_ : float
+    position_, speed_, noise_std_ : pandas.Series
+        Per feature, on the natural scale: position :math:`p_k` (linear) or
+        :math:`g_k` (logistic), speed :math:`v_k`.
+    params_ : pandas.Series
+        All population parameters.
+    individual_parameters_ : pandas.DataFrame
+        Index ID; columns ``tau``, ``xi``, ``alpha``: the stochastic-approximation
+        average of the draws (after burn-in), averaged over chains.
+    traces_ : pandas.DataFrame
+        Per-iteration parameters of each chain (MultiIndex columns ``(chain, parameter)``).
+    rhat_ : pandas.Series
+        R-hat (Gelman & Rubin 1992) across chains of the per-chain parameter
+        traces over the second half of burn-in, where each chain's
+        parameters are the M-step of its current draw (NaN with one chain).
+    objective_ : numpy.ndarray
+        Complete-data log-likelihood per observation at each iteration.
+    acceptance_rate_ : dict
+        Final running acceptance rates (individual: mean over subjects; population: per coordinate).
+    """
+
+    def __init__(self, model="logistic", *, n_iter=1000, burn_in=0.5, alpha=0.8, n_chains=2, n_mh_steps=5,
+                 target_accept=0.3, annealing=0, variance_prior=None, population_prior_std=None, tol=None,
+                 random_state=None, progress="auto", id_col="ID", time_col="TIME"):  # fmt: skip
+        self._store_init_args(locals())
+
+    # ------------------------------------------------------------------ fit
+
+    def _check_params(self, n_iter):
+        check_option(self.model, name="model", options=M.MODELS)
+        n_iter = check_int(n_iter, name="n_iter", low=1)
+        if isinstance(self.burn_in, float) and 0.0 <= self.burn_in < 1.0:
+            burn_in = int(round(self.burn_in * n_iter))
+        else:
+            burn_in = check_int(self.burn_in, name="burn_in", low=0)
+        check_int(self.n_chains, name="n_chains", low=1)
+        check_int(self.n_mh_steps, name="n_mh_steps", low=1)
+        if not 0.0 < check_float(self.target_accept, name="target_accept", low=0.0, inclusive=False) < 1.0:
+            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}.")
+        check_int(self.annealing, name="annealing", low=0)
+        check_progress(self.progress)
+        return n_iter, burn_in
+
+    def _arrays(self, ld):
+        return M.Data(
+            jnp.asarray(ld.times), jnp.asarray(ld.values), jnp.asarray(ld.mask, dtype=float),
+            jnp.ones(ld.n_subjects),
+        )  # fmt: skip
+
+    def _initial(self, ld):
+        """Data-driven start: t0, positions and speeds from the data, tau_i by inverting the curve."""
+        kind = self.model
+        times, values, mask = ld.times, ld.values, ld.mask.astype(float)
+        observed_t = np.repeat(times[:, :, None], values.shape[2], axis=2)[ld.mask]
+        t0 = float(observed_t.mean())
+        t_sd = float(max(observed_t.std(), 1e-3))
+        slope, t_mean_i, y_mean_i, n_i = _within_subject_slopes(times, values, mask)
+        y_mean = np.array([values[..., k][ld.mask[..., k]].mean() for k in range(values.shape[2])])
+        y_sd = np.array([max(values[..., k][ld.mask[..., k]].std(), 1e-6) for k in range(values.shape[2])])
+        slope = np.where(np.isfinite(slope), slope, y_sd / t_sd)
+        if kind == "logistic":
+            p = np.clip(y_mean, 0.05, 0.95)
+            position = np.log((1 - p) / p)
+            v = np.maximum(slope, 1e-3 * y_sd / t_sd)
+            speed = np.log(v)
+            g = np.exp(position)
+            rate = v * (1 + g) ** 2 / g
+            yc = np.clip(y_mean_i, 0.02, 0.98)
+            s_i = (np.log(yc / (1 - yc)) + position) / rate
+            pop_std = M.Population(jnp.asarray(0.5 * t_sd), jnp.ones(len(p)), jnp.ones(len(p)))
+        else:
+            position, speed = y_mean, np.where(np.abs(slope) > 0, slope, y_sd / t_sd)
+            s_i = (y_mean_i - position) / speed
+            pop_std = M.Population(jnp.asarray(0.5 * t_sd), jnp.asarray(y_sd), jnp.asarray(np.abs(speed)))
+        observed = n_i > 0
+        tau_i = np.where(observed, t_mean_i - t0 - s_i, 0.0)
+        tau_i = np.nanmean(np.where(observed, tau_i, np.nan), axis=1)
+        tau_i = np.where(np.isfinite(tau_i), tau_i, 0.0)
+        tau_i = tau_i - tau_i.mean()
+        tau_std = float(max(tau_i.std(), 0.1 * t_sd))
+        population = M.Population(jnp.asarray(t0), jnp.asarray(position), jnp.asarray(speed))
+        theta = M.Theta(population, jnp.asarray(tau_std), jnp.asarray(0.5), jnp.asarray(np.maximum(0.5 * y_sd, 1e-3)))
+        individual = jnp.stack([jnp.asarray(tau_i), jnp.zeros(ld.n_subjects)], axis=1)
+        return theta, individual, self._population_std(pop_std, len(p) if kind == "logistic" else len(position))
+
+    def _population_std(self, default, n_features):
+        user = self.population_prior_std or {}
+        unknown = set(user) - {"t0", "position", "speed"}
+        if unknown:
+            raise ValueError(f"population_prior_std keys must be among t0, position, speed; got {sorted(unknown)}.")
+        out = default._asdict()
+        for name, value in user.items():
+            arr = np.asarray(value, float)
+            if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise ValueError(f"population_prior_std[{name!r}] must be positive and finite, got {value!r}.")
+            out[name] = jnp.broadcast_to(jnp.asarray(arr), np.shape(out[name]))
+        return M.Population(**out)
+
+    def _hyper(self, population_std, n_features):
+        prior = self.variance_prior
+        if prior is None:
+            return M.Hyper(population_std, jnp.zeros(3), jnp.ones(2 + n_features), jnp.asarray(0.0))
+        if not isinstance(prior, dict) or set(prior) - {"dof", "tau_std", "xi_std", "noise_std"}:
+            raise ValueError(
+                "variance_prior must be None or a dict with keys dof, tau_std, xi_std, noise_std; "
+                f"got {prior!r}."
+            )
+        dof = float(prior.get("dof", 1.0))
+        scales = [prior.get("tau_std", 1.0), prior.get("xi_std", 0.5)]
+        noise = np.broadcast_to(np.asarray(prior.get("noise_std", 0.1), float), (n_features,))
+        s2 = np.concatenate([np.square(scales), noise**2])
+        return M.Hyper(population_std, jnp.full(3, dof), jnp.asarray(s2), jnp.asarray(2.0))
+
+    def fit(self, df, n_iter=None, features=None):
+        """Fit the model to a long data frame (``ID``, ``TIME``, one column per feature; NaN = missing).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Leaspy's long format; ID and TIME may also be the index.
+        n_iter : int, optional
+            SAEM iterations (default: the ``n_iter`` parameter).
+        features : list of str, optional
+            Feature columns (default: every other column).
+
+        Returns
+        -------
+        self
+        """
+        n_iter, burn_in = self._check_params(self.n_iter if n_iter is None else n_iter)
+        ld = from_dataframe(df, features=features, id_col=self.id_col, time_col=self.time_col,
+                            bounds=_BOUNDS[self.model])  # fmt: skip
+        data = self._arrays(ld)
+        theta, individual, pop_std = self._initial(ld)
+        hyper = self._hyper(pop_std, ld.n_features)
+        family = M.ProgressionFamily(self.model)
+        saem = SAEM(family, float(self.alpha), int(self.n_chains), int(self.n_mh_steps),
+                    float(self.target_accept), int(self.annealing))  # fmt: skip
+        hyper = saem.make_hyper(hyper, burn_in)
+        key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
+        latent = saem.init_latent(key_chains, theta, data, hyper, theta.population, individual)
+        state = loop.init(saem, theta, data, hyper, key_loop, latent)
+        tol = -np.inf if self.tol is None else check_float(self.tol, name="tol", low=0.0)
+        result = loop.run(saem, state, data, hyper, max_iter=n_iter, tol=tol,
+                          progress=self.progress, description=f"SAEM ({self.model})")  # fmt: skip
+        self._store_fit(ld, result, burn_in)
+        return self
+
+    def _store_fit(self, ld, result, burn_in):
+        theta = result.state.params
+        chains = result.state.latent.chains
+        self.features_ = list(ld.features)
+        self.n_features_in_ = len(self.features_)
+        self.theta_ = jax.tree_util.tree_map(np.asarray, theta)
+        self.hyper_ = jax.tree_util.tree_map(np.asarray, result.state.latent.hyper.family)
+        self.n_iter_ = result.n_iter
+        self.burn_in_ = burn_in
+        self.converged_ = result.converged
+        self.objective_ = result.history
+        names = M.theta_names(self.features_)
+        n_chains = int(self.n_chains)
+        trace = result.trace.reshape(result.trace.shape[0], n_chains, len(names))
+        trace = self._natural_scale(trace, names)
+        columns = pd.MultiIndex.from_product([range(n_chains), names], names=["chain", "parameter"])
+        self.traces_ = pd.DataFrame(trace.reshape(trace.shape[0], -1), columns=columns)
+        self.traces_.index.name = "iteration"
+        # During burn-in (gamma = 1) each chain's parameters are the M-step of its current draw: a
+        # stationary sequence once the chains have converged, so R-hat over burn-in's second half
+        # measures whether they agree.
+        self.rhat_ = self._rhat(trace[burn_in // 2 : burn_in], names)
+        individual = np.asarray(chains.individual_mean).mean(axis=0)
+        ids = pd.Index(ld.ids, name=self.id_col)
+        self.individual_parameters_ = pd.DataFrame(
+            {"tau": individual[:, 0], "xi": individual[:, 1], "alpha": np.exp(individual[:, 1])}, index=ids
+        )
+        self.acceptance_rate_ = {
+            "individual": float(np.asarray(chains.individual_acceptance).mean()),
+            "population": np.asarray(chains.population_acceptance).mean(axis=0),
+        }
+        self.params_ = pd.Series(self._natural_scale(M.theta_vector(theta)[None, None], names)[0, 0], index=names)
+        k = len(self.features_)
+        self.t0_ = float(self.params_["t0"])
+        self.position_ = pd.Series(self.params_.iloc[1 : 1 + k].to_numpy(), index=self.features_)
+        self.speed_ = pd.Series(self.params_.iloc[1 + k : 1 + 2 * k].to_numpy(), index=self.features_)
+        self.tau_std_ = float(self.params_["tau_std"])
+        self.xi_std_ = float(self.params_["xi_std"])
+        self.noise_std_ = pd.Series(self.params_.iloc[3 + 2 * k :].to_numpy(), index=self.features_)
+
+    def _natural_scale(self, vectors, names):
+        """Logistic positions and speeds are stored as logs; report g and v."""
+        out = np.array(vectors, dtype=float, copy=True)
+        if self.model == "logistic":
+            cols = [i for i, n in enumerate(names) if n.startswith(("position[", "speed["))]
+            out[..., cols] = np.exp(out[..., cols])
+        return out
+
+    @staticmethod
+    def _rhat(trace, names):
+        """Classic (non-split) R-hat of each parameter across chains (Gelman & Rubin 1992)."""
+        chains, n = trace.shape[1], trace.shape[0]
+        if chains < 2 or n < 4:
+            return pd.Series(np.nan, index=names)
+        x = np.moveaxis(trace, 0, 1)  # (chains, n, p)
+        within = x.var(axis=1, ddof=1).mean(axis=0)
+        between = n * x.mean(axis=1).var(axis=0, ddof=1)
+        var = (n - 1) / n * within + between / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhat = np.sqrt(var / within)
+        return pd.Series(np.where(within > 0, rhat, 1.0), index=names)
+
+    # ------------------------------------------------------------------ predictions
+
+    def _population(self):
+        return M.Population(*(jnp.asarray(x) for x in self.theta_.population))
+
+    def predict(self, df, times=None):
+        """Fitted values.
+
+        ``predict(df)``: the fitted curve of each row's subject at the row's
+        time, as a data frame aligned with ``df`` (same index and row order),
+        one column per feature. ``predict(ids, times)``: for a list of fitted
+        subject IDs and a 1-D array of times, a long frame (ID, TIME) x features.
+        Subjects must be among the fitted ones.
+        """
+        check_is_fitted(self, "theta_")
+        if times is not None:
+            ids = list(df)
+            times = np.asarray(times, float).ravel()
+            frame = pd.DataFrame({self.id_col: np.repeat(ids, len(times)), self.time_col: np.tile(times, len(ids))})
+            frame[self.features_] = np.nan
+            return self.predict(frame).assign(**{self.id_col: frame[self.id_col].to_numpy(),
+                                                 self.time_col: frame[self.time_col].to_numpy()})
+        ld = from_dataframe(df, features=self._frame_features(df), id_col=self.id_col, time_col=self.time_col,
+                            on_empty="keep", min_visits=0)  # fmt: skip
+        individual = self._individual_for(ld.ids)
+        fitted = M.predict(self.model, jnp.asarray(ld.times), self._population(), jnp.asarray(individual[:, 0]),
+                           jnp.asarray(individual[:, 1]))  # fmt: skip
+        out = ld.to_frame(np.asarray(fitted))
+        return out[self.features_]
+
+    def _frame_features(self, df):
+        frame = df.reset_index() if self.id_col not in getattr(df, "columns", []) else df
+        return [f for f in self.features_ if f in frame.columns] or None
+
+    def _individual_for(self, ids):
+        known = self.individual_parameters_.index
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise ValueError(
+                f"predict needs fitted subjects; IDs {missing[:5]} were not in the training data. "
+                "Fit on a data frame that includes them."
+            )
+        table = self.individual_parameters_.loc[list(ids)]
+        return table[["tau", "xi"]].to_numpy()
+
+    def simulate(self, n_subjects, visits, random_state=None):
+        """A synthetic cohort from the fitted model (or any set ``theta_``).
+
+        Parameters
+        ----------
+        n_subjects : int
+        visits : array-like
+            ``(V,)`` visit times relative to each subject's baseline age
+            :math:`t_0 + b_i`, :math:`b_i \\sim N(0, \\sigma_\\tau^2)` drawn independently of
+            :math:`\\tau_i` (e.g. ``np.arange(-3, 3)``), or ``(n_subjects, V)`` absolute times.
+        random_state : None or int
+
+        Returns
+        -------
+        data : pandas.DataFrame
+            Long format (ID, TIME, features).
+        individual : pandas.DataFrame
+            The true ``tau``, ``xi`` of each simulated subject.
+        """
+        check_is_fitted(self, "theta_")
+        n_subjects = check_int(n_subjects, name="n_subjects", low=1)
+        rng = np.random.default_rng(random_state)
+        return simulate_cohort(self.model, self.theta_, n_subjects, visits, rng, self.features_,
+                               self.id_col, self.time_col)  # fmt: skip
+
+
+def simulate_cohort(kind, theta, n_subjects, visits, rng, features, id_col="ID", time_col="TIME"):
+    """Simulate a long data frame from ``theta`` (see :meth:`ProgressionModel.simulate`)."""
+    visits = np.asarray(visits, float)
+    tau = rng.normal(0.0, float(theta.tau_std), n_subjects)
+    if visits.ndim == 1:
+        # Baselines independent of tau_i: a visit schedule that depended on the latent onset would
+        # be informative, and a likelihood that ignores it would be biased.
+        baseline = rng.normal(0.0, float(theta.tau_std), n_subjects)
+        times = float(np.asarray(theta.population.t0)) + baseline[:, None] + visits[None, :]
+    elif visits.shape[0] == n_subjects:
+        times = visits
+    else:
+        raise ValueError(f"visits must be (V,) offsets or (n_subjects, V) times, got shape {visits.shape}.")
+    xi = rng.normal(0.0, float(theta.xi_std), n_subjects)
+    mean = np.asarray(M.predict(kind, jnp.asarray(times), M.Population(*(jnp.asarray(x) for x in theta.population)),
+                                jnp.asarray(tau), jnp.asarray(xi)))  # fmt: skip
+    values = mean + rng.normal(size=mean.shape) * np.asarray(theta.noise_std, float)
+    if kind == "logistic":
+        values = np.clip(values, 1e-4, 1 - 1e-4)
+    ids = np.repeat(np.arange(n_subjects), times.shape[1])
+    frame = pd.DataFrame({id_col: ids, time_col: times.ravel()})
+    for k, name in enumerate(features):
+        frame[name] = values[..., k].ravel()
+    individual = pd.DataFrame({"tau": tau, "xi": xi}, index=pd.Index(np.arange(n_subjects), name=id_col))
+    return frame, individual

@@ -1,0 +1,184 @@
+"""ProgressionModel / MCMC-SAEM: recovery of known parameters from simulated cohorts, the SAEM schedule,
+predictions aligned with the input, simulation, and bad input.
+
+Fits are shared per module (compiling the SAEM loop dominates). Tolerances: individual parameters
+by correlation with the truth; population parameters by their sampling spread at these sizes
+(noise and random-effect standard deviations to 10-15 %, estimated from repeated simulations while
+writing the tests); the reference time and the positions are only weakly identified jointly (the
+likelihood is nearly flat along t0 -> t0 - d, p_k -> p_k - v_k d), so the tests check the
+combination p_k - v_k t0 that the data pin down.
+"""
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from lateo import ProgressionModel
+from lateo.algorithms.saem import SAEM
+from lateo.models.progression import _model as M
+from lateo.models.progression import simulate_cohort
+
+FEATURES = ["memory", "language", "motor"]
+LINEAR = M.Theta(M.Population(np.asarray(70.0), np.array([10.0, 20.0, 5.0]), np.array([1.0, 2.0, 0.5])),
+                 np.asarray(5.0), np.asarray(0.5), np.array([0.5, 1.0, 0.3]))  # fmt: skip
+LOGISTIC = M.Theta(M.Population(np.asarray(70.0), np.log(np.array([1.0])), np.log(np.array([0.1]))),
+                   np.asarray(5.0), np.asarray(0.5), np.array([0.05]))  # fmt: skip
+VISITS = np.arange(-3, 3) * 1.5  # 6 visits over 7.5 years
+
+
+@functools.cache
+def cohort(kind, n, seed):
+    theta, features = (LINEAR, FEATURES) if kind == "linear" else (LOGISTIC, ["score"])
+    return simulate_cohort(kind, theta, n, VISITS, np.random.default_rng(seed), features)
+
+
+@functools.cache
+def fitted(kind, n, seed=0):
+    df, truth = cohort(kind, n, seed)
+    return ProgressionModel(kind, n_iter=800, random_state=seed, progress=False).fit(df), truth
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_individual_parameters_recovered(kind):
+    """N = 500 subjects with 6 visits: tau_i and xi_i correlate with the truth."""
+    model, truth = fitted(kind, 500)
+    est = model.individual_parameters_.loc[truth.index]
+    assert np.corrcoef(est["tau"], truth["tau"])[0, 1] > 0.9
+    assert np.corrcoef(est["xi"], truth["xi"])[0, 1] > (0.9 if kind == "linear" else 0.8)
+    np.testing.assert_allclose(est["alpha"], np.exp(est["xi"]))
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_variances_and_speeds_recovered(kind):
+    theta = LINEAR if kind == "linear" else LOGISTIC
+    model, _ = fitted(kind, 500)
+    np.testing.assert_allclose(model.noise_std_.to_numpy(), theta.noise_std, rtol=0.1)
+    assert model.tau_std_ == pytest.approx(5.0, rel=0.15)
+    assert model.xi_std_ == pytest.approx(0.5, rel=0.15)
+    speed = theta.population.speed if kind == "linear" else np.exp(theta.population.speed)
+    np.testing.assert_allclose(model.speed_.to_numpy(), speed, rtol=0.15)
+
+
+def test_linear_identified_combination_and_error_shrinks_with_n():
+    """p_k - v_k t0 (the population line at time 0) is recovered, better with more subjects."""
+    truth = LINEAR.population.position - LINEAR.population.speed * 70.0
+    errors = []
+    for n in (100, 500):
+        model, _ = fitted("linear", n)
+        est = model.position_.to_numpy() - model.speed_.to_numpy() * model.t0_
+        errors.append(np.abs(est - truth) / np.abs(truth))
+        noise_err = np.abs(model.noise_std_.to_numpy() / LINEAR.noise_std - 1)
+        errors[-1] = np.concatenate([errors[-1], noise_err])
+    assert np.all(errors[1] < 0.05)
+    assert errors[1].mean() < errors[0].mean()
+
+
+def test_fit_attributes_traces_and_rhat():
+    model, _ = fitted("linear", 500)
+    assert list(model.params_.index) == M.theta_names(FEATURES)
+    assert model.traces_.shape == (800, 2 * len(model.params_))
+    assert model.objective_.shape == (800,) and np.all(np.isfinite(model.objective_))
+    assert set(model.rhat_.index) == set(model.params_.index)
+    assert 0.1 < model.acceptance_rate_["individual"] < 0.6  # the seed's 20-60 % band, tuned toward 0.3
+    # the final parameters are the M-step of the chain-averaged statistics, hence of the per-chain traces
+    last = model.traces_.iloc[-1].unstack("chain").mean(axis=1)
+    np.testing.assert_allclose(last[model.params_.index.drop("t0")].to_numpy(), model.params_.drop("t0").to_numpy(),
+                               rtol=0.2)  # fmt: skip
+
+
+def test_predict_is_aligned_with_the_input_rows():
+    model, _ = fitted("linear", 100)
+    df, _ = cohort("linear", 100, 0)
+    shuffled = df.sample(frac=1.0, random_state=1)
+    shuffled.index = [f"row{i}" for i in shuffled.index]  # labels that name the original rows
+    pred = model.predict(shuffled)
+    assert list(pred.index) == list(shuffled.index) and list(pred.columns) == FEATURES
+    direct = model.predict(df)
+    np.testing.assert_allclose(pred.loc[[f"row{i}" for i in df.index]].to_numpy(), direct.to_numpy())
+    resid = (df[FEATURES] - model.predict(df)).std()
+    np.testing.assert_allclose(resid.to_numpy(), LINEAR.noise_std, rtol=0.2)
+    grid = model.predict([0, 1], np.array([60.0, 70.0, 80.0]))
+    assert grid.shape == (6, 5) and list(grid["ID"]) == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="not in the training data"):
+        model.predict(pd.DataFrame({"ID": [999], "TIME": [70.0], "memory": [1.0], "language": [1.0], "motor": [1.0]}))
+
+
+def test_simulate_from_fitted_model():
+    model, _ = fitted("logistic", 500)
+    df, truth = model.simulate(50, np.arange(4.0), random_state=3)
+    assert len(df) == 200 and list(df.columns) == ["ID", "TIME", "score"]
+    assert df["score"].between(0, 1, inclusive="neither").all()
+    assert truth.shape == (50, 2)
+
+
+def test_saem_step_size_schedule():
+    saem = SAEM(M.ProgressionFamily("linear"), alpha=0.8)
+    hyper = saem.make_hyper(None, 10)
+    gammas = np.asarray([saem.step_size(k, hyper) for k in (1, 10, 11, 12, 20)])
+    np.testing.assert_allclose(gammas, [1.0, 1.0, 1.0, 2.0**-0.8, 10.0**-0.8])
+    with pytest.raises(ValueError, match="alpha"):
+        SAEM(M.ProgressionFamily("linear"), alpha=0.4).make_hyper(None, 10)
+
+
+def test_m_step_is_the_closed_form_maximiser():
+    """At fixed statistics the M-step maximises the complete log-likelihood (checked against perturbations)."""
+    df, truth = cohort("linear", 100, 0)
+    from lateo.models.progression._data import from_dataframe
+
+    ld = from_dataframe(df)
+    data = M.Data(jnp.asarray(ld.times), jnp.asarray(ld.values), jnp.asarray(ld.mask, float), jnp.ones(100))
+    pop = LINEAR.population
+    tau, xi = jnp.asarray(truth["tau"].to_numpy()), jnp.asarray(truth["xi"].to_numpy())
+    hyper = M.Hyper(M.Population(jnp.asarray(1.0), jnp.ones(3), jnp.ones(3)), jnp.zeros(3), jnp.ones(5), jnp.asarray(0.0))
+    stats = M.sufficient_stats("linear", data, M.Population(*map(jnp.asarray, pop)), tau, xi)
+    theta = M.m_step(stats, hyper)
+    best = M.complete_loglik("linear", data, theta, hyper, stats.population, tau, xi)
+    for field in ("tau_std", "xi_std", "noise_std"):
+        for factor in (0.97, 1.03):
+            other = theta._replace(**{field: getattr(theta, field) * factor})
+            assert M.complete_loglik("linear", data, other, hyper, stats.population, tau, xi) < best
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "match"),
+    [
+        (pd.DataFrame({"TIME": [1.0, 2.0], "score": [0.2, 0.3]}), {}, "ID"),
+        (pd.DataFrame({"ID": [1, 1], "TIME": [1.0, 2.0], "score": [0.2, 1.3]}), {}, r"\(0, 1\)|outside"),
+        (pd.DataFrame({"ID": [1, 1], "TIME": [1.0, 1.0], "score": [0.2, 0.3]}), {}, "duplicate"),
+        (pd.DataFrame({"ID": [1, 1], "TIME": [1.0, 2.0], "score": [0.2, np.inf]}), {}, "infinite"),
+        (pd.DataFrame({"ID": [1, 1], "TIME": [1.0, 2.0], "score": ["a", "b"]}), {}, "numeric|number"),
+    ],
+)
+def test_bad_data(frame, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ProgressionModel("logistic", n_iter=5, progress=False, **kwargs).fit(frame)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"model": "exponential"}, "model must be one of"),
+        ({"alpha": 0.3}, "alpha"),
+        ({"n_chains": 0}, "n_chains"),
+        ({"target_accept": 1.5}, "target_accept"),
+        ({"variance_prior": "strong"}, "variance_prior"),
+        ({"population_prior_std": {"t0": -1.0}}, "population_prior_std"),
+    ],
+)
+def test_bad_options(params, match):
+    df, _ = cohort("logistic", 100, 0)
+    with pytest.raises(ValueError, match=match):
+        ProgressionModel(**{"n_iter": 5, "progress": False, **params}).fit(df)
+
+
+def test_input_frame_unchanged_and_one_visit_subjects_fit():
+    df, _ = cohort("logistic", 100, 0)
+    single = df.groupby("ID").head(1).iloc[:10].assign(ID=lambda d: d["ID"] + 1000)
+    data = pd.concat([df, single])
+    before = data.copy()
+    model = ProgressionModel("logistic", n_iter=30, progress=False, random_state=0).fit(data)
+    pd.testing.assert_frame_equal(data, before)
+    assert np.all(np.isfinite(model.individual_parameters_.to_numpy()))
