@@ -1,4 +1,4 @@
-"""The ``lateo`` command line: demo, fit, predict, decode.
+"""The ``lateo`` command line: demo, fit, predict, decode, simulate.
 
 Examples
 --------
@@ -9,6 +9,9 @@ Examples
     $ lateo predict model.npz new.csv --proba --out labels.csv
     $ lateo fit hmm series.csv --states 2 --sequence-column id --out hmm.npz
     $ lateo decode hmm.npz series.csv --sequence-column id --out states.csv
+    $ lateo fit progression cohort.csv --model logistic --n-iter 500 --out prog.npz --plot prog.png
+    $ lateo simulate prog.npz --subjects 100 --visits 0,1,2,3 --out cohort.csv --truth truth.csv
+    $ lateo predict prog.npz cohort.csv --out fitted.csv
 
 Heavy imports (JAX, pandas, matplotlib) happen inside the commands, so
 ``lateo --help`` answers at once. Errors the user can fix (a missing file, a
@@ -411,12 +414,24 @@ def _predict_frame(model, frame, columns, path: Path):
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write (default: stdout).")
 @_clean_errors
 def predict(model_path, data, proba, columns, out):
-    """Label each row of DATA with the MODEL's most likely component (CSV)."""
+    """Label each row of DATA with the MODEL's most likely component (CSV).
+
+    For a progression model, DATA is a long table (ID, TIME, ...) of fitted
+    subjects, and each row gets the fitted value of every feature.
+    """
     import pandas as pd
 
+    from lateo import _cli_progression as progression
     from lateo.io import load_model
 
     model = load_model(model_path)
+    if progression.is_progression(model):
+        for flag, given in (("--proba", proba), ("--columns", columns)):
+            if given:
+                raise click.BadParameter("does not apply to a progression model.", param_hint=flag)
+        result = progression.predict_table(model, _read_table(data), data)
+        _write_csv(result, out, f"Wrote fitted values for {len(result)} rows to {out}")
+        return
     X = _predict_frame(model, _read_table(data), columns, data)
     result = pd.DataFrame({"label": model.predict(X)})
     if proba:
@@ -550,6 +565,74 @@ def decode(model_path, data, algorithm, sequence_column, columns, out):
     if out is not None:
         out.write_text(text)
         console.print(f"Wrote {len(result)} decoded states to {out}")
+
+
+# --------------------------------------------------------------------------- disease progression
+
+
+def _write_csv(frame, out: Path | None, message: str) -> None:
+    """``frame`` as CSV to ``out`` (with ``message`` on stderr), or to stdout."""
+    text = frame.to_csv(index=False)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        _console(stderr=True).print(message)
+
+
+@fit.command("progression")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--model", "model_kind", default="logistic", show_default=True, type=click.Choice(["logistic", "linear"]),
+    help="Population curve of each feature (logistic: values in (0, 1)).",
+)
+@click.option("--n-iter", type=click.IntRange(min=1), help="SAEM iterations (default: the estimator's, 1000).")
+@click.option("--chains", type=click.IntRange(min=1), help="MCMC chains (default 2; R-hat needs at least 2).")
+@click.option("--burn-in", type=click.IntRange(min=0), help="Burn-in iterations (default: half of --n-iter).")
+@click.option("--random-state", type=click.IntRange(min=0), help="Seed, for reproducible fits.")
+@click.option("--features", help="Comma-separated feature columns (default: every column but ID and TIME).")
+@click.option("--id-col", default="ID", show_default=True, help="Column naming each row's subject.")
+@click.option("--time-col", default="TIME", show_default=True, help="Column with the time (age) of each visit.")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Model file to write (e.g. progression.npz).",
+)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also save the spaghetti plot (PNG).")
+@_clean_errors
+def fit_progression(data, model_kind, n_iter, chains, burn_in, random_state, features, id_col, time_col, out, plot):
+    """Fit a disease-progression model (MCMC-SAEM) to the long table DATA and save it to --out.
+
+    DATA has one row per visit: a subject ID column, a TIME column and one
+    column per feature (empty cells are missing observations).
+    """
+    from lateo import _cli_progression as progression
+
+    progression.fit_progression(data, _read_table(data), model_kind, n_iter, chains, burn_in, random_state, out,
+                                features, id_col, time_col, plot)  # fmt: skip
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--subjects", "-n", required=True, type=click.IntRange(min=1), help="Number of subjects.")
+@click.option(
+    "--visits", default="0,1,2,3", show_default=True,
+    help="Comma-separated visit times, relative to each subject's baseline age.",
+)
+@click.option("--random-state", type=click.IntRange(min=0), help="Seed, for a reproducible cohort.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write (default: stdout).")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also write the true tau, xi per subject (CSV).")
+@_clean_errors
+def simulate(model_path, subjects, visits, random_state, out, truth):
+    """Simulate a cohort (long CSV: ID, TIME, features) from a progression MODEL."""
+    from lateo import _cli_progression as progression
+    from lateo.io import load_model
+
+    cohort, individual = progression.simulate(load_model(model_path), subjects, visits, random_state)
+    if truth is not None:
+        individual.reset_index().to_csv(truth, index=False)
+    _write_csv(cohort, out, f"Wrote {len(cohort)} visits of {subjects} subjects to {out}")
+    if truth is not None:
+        _console(stderr=True).print(f"Wrote the true individual parameters to {truth}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,13 @@ then renamed over the target, so a crash never leaves a half-written model.
 Values are encoded as JSON scalars (None, bool, int, float, str) or as tagged
 objects: ``{"__array__": key, "kind": "ndarray"|"list"|"object"}``,
 ``{"__tuple__": [...]}``, ``{"__dict__": {...}}``,
-``{"__dtype__": name}``, ``{"__namedtuple__": class, "fields": {...}}``.
+``{"__dtype__": name}``, ``{"__namedtuple__": class, "fields": {...}}``,
+and for pandas objects (no pickle either: values, index and columns as plain arrays)
+``{"__index__": {"levels": [...], "names": [...]}}`` (an ``Index`` or a
+``MultiIndex``, one array per level), ``{"__series__": {"values": ..., "index": ...,
+"name": ...}}`` and ``{"__dataframe__": {"columns": ..., "index": ..., "data": [...]}}``
+(one array per column, so mixed column dtypes survive). Files without pandas
+values are unchanged; older lateo versions cannot read files that hold them.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ class _Encoder:
             kind = "object"
         if array.dtype.kind not in "biufcU":
             raise TypeError(f"an array of dtype {array.dtype}")
-        self.arrays[key] = np.ascontiguousarray(array)
+        self.arrays[key] = np.ascontiguousarray(array).reshape(array.shape)  # ascontiguousarray makes 0-d 1-d
         return {"__array__": key, "kind": kind}
 
     def encode(self, value, key: str):
@@ -105,7 +111,95 @@ class _Encoder:
             return items if isinstance(value, list) else {"__tuple__": items}
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {"__dict__": {k: self.encode(v, f"{key}.{k}") for k, v in value.items()}}
+        pandas = _pandas_types()
+        if pandas is not None and isinstance(value, pandas):
+            return self._encode_pandas(value, key)
         raise TypeError(f"a value of type {type(value).__name__}")
+
+    # pandas: values, index and columns as plain arrays, never pickled objects
+
+    def _column(self, values, key: str, what: str) -> dict:
+        """One 1-D array: a NumPy dtype, or pandas' string dtypes (other extension dtypes are refused)."""
+        dtype = getattr(values, "dtype", None)
+        pandas_dtype = str(dtype) if dtype is not None and not isinstance(dtype, np.dtype) else None
+        if pandas_dtype is not None and pandas_dtype not in _PANDAS_STRING_DTYPES:
+            raise TypeError(f"{what} of pandas dtype {dtype}")
+        array = np.asarray(values, dtype=object) if pandas_dtype else np.asarray(values)
+        if array.dtype.kind == "O" and not all(isinstance(v, str) for v in array.ravel()):
+            raise TypeError(f"{what} of objects that are not all strings (missing values?)")
+        spec = self._store(key, array, "ndarray")
+        if pandas_dtype:
+            spec["pandas_dtype"] = pandas_dtype
+        return spec
+
+    def _encode_index(self, index, key: str) -> dict:
+        import pandas as pd
+
+        if isinstance(index, pd.MultiIndex):
+            levels = [index.get_level_values(i) for i in range(index.nlevels)]
+        else:
+            levels = [index]
+        names = [self.encode(name, f"{key}.name{i}") for i, name in enumerate(index.names)]
+        if not all(name is None or isinstance(name, (str, int, float, bool)) for name in names):
+            raise TypeError("an index whose names are not strings or numbers")
+        arrays = [self._column(level, f"{key}.level{i}", "an index level") for i, level in enumerate(levels)]
+        return {"__index__": {"levels": arrays, "names": names, "multi": isinstance(index, pd.MultiIndex)}}
+
+    def _encode_pandas(self, value, key: str) -> dict:
+        import pandas as pd
+
+        if isinstance(value, pd.Index):
+            return self._encode_index(value, key)
+        if isinstance(value, pd.Series):
+            name = self.encode(value.name, f"{key}.name")
+            if not (name is None or isinstance(name, (str, int, float, bool))):
+                raise TypeError("a Series whose name is not a string or number")
+            return {"__series__": {"values": self._column(value, f"{key}.values", "a Series"),
+                                   "index": self._encode_index(value.index, f"{key}.index"), "name": name}}
+        data = [self._column(value.iloc[:, j], f"{key}.c{j}", "a DataFrame column") for j in range(value.shape[1])]
+        return {"__dataframe__": {"data": data, "index": self._encode_index(value.index, f"{key}.index"),
+                                  "columns": self._encode_index(value.columns, f"{key}.columns")}}
+
+
+_PANDAS_STRING_DTYPES = ("str", "string")  # pandas' default string dtype (pandas >= 3) and StringDtype()
+
+
+def _decode_column(value, arrays):
+    """A column / index level: the array, back in its pandas string dtype if it had one."""
+    array = _decode(value, arrays)
+    pandas_dtype = value.get("pandas_dtype") if isinstance(value, dict) else None
+    if pandas_dtype is None:
+        return array
+    if pandas_dtype not in _PANDAS_STRING_DTYPES:
+        raise ValueError(f"unknown pandas dtype {pandas_dtype!r}")
+    import pandas as pd
+
+    return pd.array(np.asarray(array, dtype=object), dtype=pandas_dtype)
+
+
+def _pandas_types():
+    """``(DataFrame, Series, Index)`` if pandas is already imported (a pandas value implies it), else None."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return None if pd is None else (pd.DataFrame, pd.Series, pd.Index)
+
+
+def _decode_index(value, arrays):
+    import pandas as pd
+
+    spec = value["__index__"]
+    levels = [_decode_column(level, arrays) for level in spec["levels"]]
+    names = list(spec["names"])
+    levels = [pd.Index(level, dtype=_dtype_of(level)) for level in levels]
+    if spec.get("multi", len(levels) > 1):
+        return pd.MultiIndex.from_arrays(levels, names=names)
+    return levels[0].rename(names[0])
+
+
+def _dtype_of(values):
+    """The dtype to rebuild a pandas object with: kept as stored (pandas >= 3 would make object strings ``str``)."""
+    return values.dtype if isinstance(values, np.ndarray) else None
 
 
 def _is_number(value) -> bool:
@@ -132,6 +226,28 @@ def _decode(value, arrays):
     if "__namedtuple__" in value:
         cls = _import_lateo_class(value["__namedtuple__"])
         return cls(**{k: _decode(v, arrays) for k, v in value["fields"].items()})
+    if "__index__" in value:
+        return _decode_index(value, arrays)
+    if "__series__" in value:
+        import pandas as pd
+
+        spec = value["__series__"]
+        values = _decode_column(spec["values"], arrays)
+        return pd.Series(values, index=_decode_index(spec["index"], arrays), name=spec["name"], dtype=_dtype_of(values))
+    if "__dataframe__" in value:
+        import pandas as pd
+
+        spec = value["__dataframe__"]
+        columns = _decode_index(spec["columns"], arrays)
+        index = _decode_index(spec["index"], arrays)
+        data = [_decode_column(column, arrays) for column in spec["data"]]
+        if len(data) != len(columns):
+            raise ValueError("a DataFrame whose column count does not match its columns")
+        frame = pd.DataFrame({j: pd.Series(v, dtype=_dtype_of(v)) for j, v in enumerate(data)},
+                             index=pd.RangeIndex(len(index)))
+        frame.index = index
+        frame.columns = columns
+        return frame
     raise ValueError(f"unknown tagged value {sorted(value)}")
 
 

@@ -15,7 +15,10 @@ import sys
 
 import numpy as np
 
-__all__ = ["plot_convergence", "plot_hmm", "plot_logistic", "plot_mixture"]
+__all__ = [
+    "plot_convergence", "plot_hmm", "plot_individual_parameters", "plot_logistic", "plot_mixture",
+    "plot_progression", "plot_saem_traces",
+]
 
 _SIGMAS = (1.0, 2.0)
 _HISTORY_ATTRIBUTES = ("lower_bounds_", "log_likelihoods_", "history_", "objective_history_", "inertias_")
@@ -451,3 +454,8 @@ def _draw_posteriors(ax, x, posteriors) -> None:
 
 
 from ._plots_bayes import plot_logistic  # noqa: E402  (re-export; defined beside the Bayesian demos)
+from ._plots_progression import (  # noqa: E402  (re-export; progression-model figures)
+    plot_individual_parameters,
+    plot_progression,
+    plot_saem_traces,
+)

@@ -60,6 +60,8 @@ def run(kernel, target):
     fn, dim, _, _, warmup, draws = TARGETS[target]
     if kernel == "rwm":  # random-walk chains mix ~d times slower than gradient ones: give them more draws
         warmup, draws = 2 * warmup, 4 * draws
+    elif kernel in ("hmc", "nuts") and dim > 10:  # nearly independent draws; NUTS trees are costly in d = 100
+        warmup, draws = 1000, 2000
     return mcmc.sample(fn, jnp.zeros(dim), kernel=kernel, key=11, num_warmup=warmup, num_samples=draws,
                        progress=False, warn=False)  # fmt: skip
 

@@ -86,10 +86,10 @@ class SAEM:
         individual) -> (N,)``, ``individual_logprior(theta, individual) -> (N,)``,
         ``population_logprior(theta, hyper, population)``,
         ``sufficient_stats(data, population, individual)``,
-        ``m_step(stats, hyper)``, ``complete_loglik(data, theta, hyper,
-        population, individual)``, ``individual_std(theta) -> (q,)``,
+        ``m_step(stats, hyper)``, ``complete_loglik(theta, hyper, stats,
+        population, individual)`` (from the statistics of the draw), ``individual_std(theta) -> (q,)``,
         ``anneal(theta, temperature)`` and ``theta_vector(theta)``; optionally
-        ``symmetry_moves(key, theta, hyper, population, individual)``, extra
+        ``symmetry_moves(key, data, theta, hyper, population, individual)``, extra
         posterior-invariant moves run after each sweep.
     alpha
         The decay of the step size after burn-in, :math:`\gamma_k = (k - K_1)^{-\alpha}`
@@ -147,33 +147,40 @@ class SAEM:
     # ------------------------------------------------------------------ simulation step
 
     def _individual_block(self, key, theta_e, data, chain: ChainState):
+        """One random-walk Metropolis step for every subject at once (independent given the population).
+
+        Vectorised over subjects rather than a vmapped per-subject kernel: one
+        batch of normals and uniforms for all subjects and two batched
+        likelihood evaluations, instead of a key split per subject. Returns the
+        new draws, the acceptance probabilities and each subject's
+        log-likelihood at its new draw (which the population block reuses).
+        """
         family = self.family
         base = family.individual_std(theta_e)
-        subject_data = jax.tree_util.tree_map(lambda x: x[:, None] if x.ndim == 1 else x, data)
+        individual = chain.individual
+        key_prop, key_acc = jax.random.split(key)
+        step = jnp.exp(chain.individual_log_scale)[:, None] * base
+        proposal = individual + step * jax.random.normal(key_prop, individual.shape, individual.dtype)
 
-        def one(key, z, log_scale, data_i):
-            data_i = jax.tree_util.tree_map(lambda x: x[None], data_i)
-            data_i = data_i._replace(subject_mask=data_i.subject_mask[:, 0])
+        def parts(z):
+            return family.individual_loglik(data, theta_e, chain.population, z), family.individual_logprior(theta_e, z)
 
-            def fn(z):
-                zz = z[None]
-                ll = family.individual_loglik(data_i, theta_e, chain.population, zz)
-                return (ll + family.individual_logprior(theta_e, zz))[0]
+        ll, lp = parts(individual)
+        ll_new, lp_new = parts(proposal)
+        log_ratio = jnp.nan_to_num(ll_new + lp_new - ll - lp, nan=-jnp.inf)
+        accept = jnp.log(jax.random.uniform(key_acc, ll.shape, ll.dtype)) < log_ratio
+        probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
+        return jnp.where(accept[:, None], proposal, individual), probability, jnp.where(accept, ll_new, ll)
 
-            state, info = rwm_step(key, RWMState(z, fn(z)), fn, jnp.exp(log_scale) * base)
-            return state.position, info.acceptance_probability
-
-        keys = jax.random.split(key, chain.individual.shape[0])
-        return jax.vmap(one)(keys, chain.individual, chain.individual_log_scale, subject_data)
-
-    def _population_block(self, key, theta, data, hyper, chain: ChainState, individual):
+    def _population_block(self, key, theta, data, hyper, chain: ChainState, individual, loglik):
         """One joint random-walk step on all population latents (adaptive-Metropolis covariance).
 
         The population latents can be strongly correlated a posteriori (the
         reference time trades off against the positions), which defeats
         coordinate-wise updates; the proposal covariance is the running
         covariance of the chain's own draws during burn-in (Haario et al.
-        2001), the prior scales until enough draws are in.
+        2001) plus a floor of 1 % of the prior scales, the prior scales until
+        enough draws are in.
         """
         family = self.family
         flat, unravel = ravel_pytree(chain.population)
@@ -181,7 +188,10 @@ class SAEM:
         adaptation = chain.population_adaptation
         enough = adaptation.count >= 2 * flat.size + 10
         n = jnp.maximum(adaptation.count - 1, 1).astype(flat.dtype)
-        cov = jnp.where(enough, adaptation.m2 / n + 1e-12 * jnp.diag(base**2), jnp.diag(base**2))
+        # Floor at 1 % of the prior scales: a chain whose early draws barely moved must not shrink
+        # its proposal to nothing and freeze (the classic collapse of adaptive Metropolis).
+        floor = jnp.diag((0.01 * base) ** 2)
+        cov = jnp.where(enough, adaptation.m2 / n + floor, jnp.diag(base**2))
         scale = jnp.exp(adaptation.log_scale) * jnp.linalg.cholesky(cov)
 
         def joint(x):
@@ -190,7 +200,8 @@ class SAEM:
                 theta, hyper.family, pop
             )
 
-        state, info = rwm_step(key, RWMState(flat, joint(flat)), joint, scale)
+        current = jnp.sum(loglik) + family.population_logprior(theta, hyper.family, chain.population)
+        state, info = rwm_step(key, RWMState(flat, current), joint, scale)
         return unravel(state.position), info.acceptance_probability
 
     def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
@@ -204,13 +215,13 @@ class SAEM:
         def sweep(i, carry):
             chain, acc_ind, acc_pop = carry
             k_ind, k_pop = jax.random.split(jax.random.fold_in(key, i))
-            individual, a_ind = self._individual_block(k_ind, theta_e, data, chain)
+            individual, a_ind, loglik = self._individual_block(k_ind, theta_e, data, chain)
             chain = chain._replace(individual=individual)
-            population, a_pop = self._population_block(k_pop, theta_e, data, hyper, chain, individual)
+            population, a_pop = self._population_block(k_pop, theta_e, data, hyper, chain, individual, loglik)
             if hasattr(self.family, "symmetry_moves"):
                 k_sym = jax.random.fold_in(k_pop, 1)
-                population, individual = self.family.symmetry_moves(k_sym, theta_e, hyper.family, population,
-                                                                     individual)  # fmt: skip
+                population, individual = self.family.symmetry_moves(k_sym, data, theta_e, hyper.family,
+                                                                     population, individual)  # fmt: skip
             chain = chain._replace(population=population, individual=individual)
             return chain, acc_ind + a_ind / self.n_mh_steps, acc_pop + a_pop / self.n_mh_steps
 
@@ -229,7 +240,7 @@ class SAEM:
         )
         weight = 1.0 / jnp.minimum(k, 50).astype(acc_ind.dtype)  # running mean over the last ~50 iterations
         s_draw = family.sufficient_stats(data, chain.population, chain.individual)
-        objective = family.complete_loglik(data, theta, hyper.family, chain.population, chain.individual)
+        objective = family.complete_loglik(theta, hyper.family, s_draw, chain.population, chain.individual)
         return (
             chain._replace(
                 individual_log_scale=ind_scale,

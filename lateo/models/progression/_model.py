@@ -150,14 +150,11 @@ def sufficient_stats(kind, data: Data, population, tau, xi) -> Stats:
                  jnp.sum(w), jnp.sum(data.mask, axis=(0, 1)))  # fmt: skip
 
 
-def complete_loglik(kind, data: Data, theta: Theta, hyper: Hyper, population, tau, xi):
-    r"""Full :math:`\log p(y, z; \theta)` with all constants."""
-    stats = sufficient_stats(kind, data, population, tau, xi)
-    n_obs = jnp.sum(data.mask, axis=(0, 1))
-    n_subj = jnp.sum(data.subject_mask)
-    noise = -0.5 * jnp.sum(n_obs * (LOG_2PI + 2 * jnp.log(theta.noise_std)) + stats.res2 / theta.noise_std**2)
-    tau = -0.5 * (n_subj * (LOG_2PI + 2 * jnp.log(theta.tau_std)) + stats.tau2 / theta.tau_std**2)
-    xi = -0.5 * (n_subj * (LOG_2PI + 2 * jnp.log(theta.xi_std)) + stats.xi2 / theta.xi_std**2)
+def complete_loglik(theta: Theta, hyper: Hyper, stats: Stats, population):
+    r"""Full :math:`\log p(y, z; \theta)` with all constants, from the statistics :math:`S(y, z)` of the draw."""
+    noise = -0.5 * jnp.sum(stats.n_obs * (LOG_2PI + 2 * jnp.log(theta.noise_std)) + stats.res2 / theta.noise_std**2)
+    tau = -0.5 * (stats.n_subjects * (LOG_2PI + 2 * jnp.log(theta.tau_std)) + stats.tau2 / theta.tau_std**2)
+    xi = -0.5 * (stats.n_subjects * (LOG_2PI + 2 * jnp.log(theta.xi_std)) + stats.xi2 / theta.xi_std**2)
     pop_const = -0.5 * sum(
         jnp.sum(LOG_2PI + 2 * jnp.log(jnp.broadcast_to(s, jnp.shape(w))))
         for s, w in zip(hyper.population_std, population)
@@ -221,14 +218,14 @@ class ProgressionFamily:
         tau, xi = _split(individual)
         return sufficient_stats(self.kind, data, population, tau, xi)
 
-    def complete_loglik(self, data, theta, hyper, population, individual):
-        tau, xi = _split(individual)
-        return complete_loglik(self.kind, data, theta, hyper, population, tau, xi)
+    def complete_loglik(self, theta, hyper, stats, population, individual):
+        del individual  # entered through the statistics
+        return complete_loglik(theta, hyper, stats, population)
 
     def m_step(self, stats: Stats, hyper: Hyper) -> Theta:
         return m_step(stats, hyper)
 
-    def symmetry_moves(self, key, theta: Theta, hyper: Hyper, population: Population, individual):
+    def symmetry_moves(self, key, data: Data, theta: Theta, hyper: Hyper, population: Population, individual):
         r"""Exact Metropolis moves along the model's two near-symmetries (parameter expansion).
 
         The likelihood is invariant under :math:`(t_0, \tau_i) \to (t_0 + \delta, \tau_i - \delta)`
@@ -238,10 +235,17 @@ class ProgressionFamily:
         drawn from symmetric random walks of the posterior scale :math:`2.4\sigma/\sqrt N` and
         accepted on the prior ratio (times the Jacobian :math:`e^{K\eta}` of the linear model's
         speed scaling), which leaves the posterior invariant (Liu & Wu 1999).
+
+        A third move follows the ridge between the reference time and the positions:
+        :math:`t_0 \to t_0 + \delta`, :math:`\text{position}_k \to \text{position}_k + c_k \delta`,
+        :math:`\tau_i \to \tau_i + \delta(e^{-\xi_i} - 1)`, with :math:`c_k = v_k` (linear: the
+        likelihood is then exactly invariant) or :math:`-v_k(1+g_k)^2/g_k` (logistic: invariant to
+        first order at the reference time). It is a translation (unit Jacobian) with a symmetric
+        :math:`\delta` of random scale, accepted on the full posterior ratio.
         """
         tau, xi = _split(individual)
         n = jnp.maximum(jnp.sum(jnp.ones_like(tau)), 1.0)
-        k_shift, k_scale, u_shift, u_scale = jax.random.split(key, 4)
+        k_shift, k_scale, u_shift, u_scale, k_ridge, u_ridge, k_size = jax.random.split(key, 7)
 
         def log_prior(pop, tau, xi):
             return jnp.sum(individual_logprior(theta, tau, xi)) + population_logprior(theta, hyper, pop)
@@ -266,6 +270,23 @@ class ProgressionFamily:
         accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal - current
         population = Population(*(jnp.where(accept, a, b) for a, b in zip(scaled, population)))
         xi = jnp.where(accept, xi - eta, xi)
+
+        def log_post(pop, tau):
+            return jnp.sum(subject_loglik(self.kind, data, theta, pop, tau, xi)) + log_prior(pop, tau, xi)
+
+        if self.kind == "linear":
+            direction = population.speed
+        else:
+            g, v = jnp.exp(population.position), jnp.exp(population.speed)
+            direction = -v * (1.0 + g) ** 2 / g
+        size = jnp.array([1.0, 4.0, 16.0], tau.dtype)[jax.random.randint(k_size, (), 0, 3)]
+        delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_ridge, dtype=tau.dtype)
+        ridged = population._replace(t0=population.t0 + delta, position=population.position + direction * delta)
+        tau_new = tau + delta * (jnp.exp(-xi) - 1.0)
+        log_ratio = log_post(ridged, tau_new) - log_post(population, tau)
+        accept = jnp.log(jax.random.uniform(u_ridge, dtype=tau.dtype)) < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
+        population = Population(*(jnp.where(accept, a, b) for a, b in zip(ridged, population)))
+        tau = jnp.where(accept, tau_new, tau)
         return population, jnp.stack([tau, xi], axis=-1)
 
     def individual_std(self, theta: Theta):

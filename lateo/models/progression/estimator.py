@@ -7,6 +7,8 @@ loop. See :mod:`lateo.models.progression._model` for the maths.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ from ...algorithms.saem import SAEM
 from ...core import loop
 from ...core.progress import check_progress
 from .._base import ParamsMixin, check_is_fitted
+from . import _inference as I
 from . import _model as M
 from ._data import from_dataframe
 
@@ -105,7 +108,8 @@ class ProgressionModel(ParamsMixin):
     objective_ : numpy.ndarray
         Complete-data log-likelihood per observation at each iteration.
     acceptance_rate_ : dict
-        Final running acceptance rates (individual: mean over subjects; population: per coordinate).
+        Final running acceptance rates: ``individual`` (mean over subjects and
+        chains) and ``population`` (the joint population proposal, mean over chains).
     """
 
     def __init__(self, model="logistic", *, n_iter=1000, burn_in=0.5, alpha=0.8, n_chains=2, n_mh_steps=5,
@@ -264,7 +268,7 @@ class ProgressionModel(ParamsMixin):
         )
         self.acceptance_rate_ = {
             "individual": float(np.asarray(chains.individual_acceptance).mean()),
-            "population": np.asarray(chains.population_acceptance).mean(axis=0),
+            "population": float(np.asarray(chains.population_acceptance).mean()),
         }
         self.params_ = pd.Series(self._natural_scale(M.theta_vector(theta)[None, None], names)[0, 0], index=names)
         k = len(self.features_)
@@ -285,17 +289,25 @@ class ProgressionModel(ParamsMixin):
 
     @staticmethod
     def _rhat(trace, names):
-        """Classic (non-split) R-hat of each parameter across chains (Gelman & Rubin 1992)."""
+        """Rank-normalised split R-hat (Vehtari et al. 2021) of each parameter across chains.
+
+        Chains that are each constant but sit at different values get ``inf``
+        (they have not mixed), not the NaN of a zero within-chain variance.
+        """
+        from ...inference.mcmc.diagnostics import rhat
+
         chains, n = trace.shape[1], trace.shape[0]
-        if chains < 2 or n < 4:
+        if chains < 2 or n < 8:
             return pd.Series(np.nan, index=names)
         x = np.moveaxis(trace, 0, 1)  # (chains, n, p)
-        within = x.var(axis=1, ddof=1).mean(axis=0)
-        between = n * x.mean(axis=1).var(axis=0, ddof=1)
-        var = (n - 1) / n * within + between / n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rhat = np.sqrt(var / within)
-        return pd.Series(np.where(within > 0, rhat, 1.0), index=names)
+        out = []
+        for j in range(x.shape[2]):
+            xj = x[:, :, j]
+            if np.all(xj.std(axis=1) == 0):
+                out.append(1.0 if np.ptp(xj) == 0 else np.inf)
+            else:
+                out.append(float(rhat(xj)))
+        return pd.Series(out, index=names)
 
     # ------------------------------------------------------------------ predictions
 
@@ -342,6 +354,120 @@ class ProgressionModel(ParamsMixin):
         table = self.individual_parameters_.loc[list(ids)]
         return table[["tau", "xi"]].to_numpy()
 
+    # ------------------------------------------------------------------ inference with the population fixed
+
+    def _fixed(self, df):
+        """Arrays of ``df`` and the fitted parameters as JAX arrays."""
+        check_is_fitted(self, "theta_")
+        ld = from_dataframe(df, features=self._frame_features(df), id_col=self.id_col, time_col=self.time_col,
+                            bounds=_BOUNDS[self.model])  # fmt: skip
+        if list(ld.features) != self.features_:
+            raise ValueError(f"df must hold the fitted features {self.features_}, got {list(ld.features)}.")
+        theta = jax.tree_util.tree_map(jnp.asarray, self.theta_)
+        known = self.individual_parameters_.reindex(ld.ids)[["tau", "xi"]].fillna(0.0).to_numpy()
+        return ld, self._arrays(ld), theta, jnp.asarray(known)
+
+    def _modes(self, df):
+        ld, data, theta, init = self._fixed(df)
+        mode, cov = _mode_jit(self.model, data, theta, init)
+        return ld, data, theta, mode, cov
+
+    def personalize(self, df, method="mode", n_samples=1000, random_state=None):
+        r"""Individual parameters of (new) subjects with the population fixed at the fit.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long data of the subjects (same features).
+        method : {"mode", "mean"}
+            ``"mode"``: the posterior mode of :math:`(\tau_i, \xi_i)` (damped Newton), with
+            Laplace standard deviations. ``"mean"``: the posterior mean and standard deviation
+            from ``n_samples`` Metropolis draws per subject.
+        n_samples : int
+        random_state : None or int
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ID; columns ``tau``, ``xi``, ``alpha``, ``tau_sd``, ``xi_sd``.
+        """
+        check_option(method, name="method", options=("mode", "mean"))
+        n_samples = check_int(n_samples, name="n_samples", low=2)
+        ld, data, theta, mode, cov = self._modes(df)
+        if method == "mode":
+            est, sd = np.asarray(mode), np.sqrt(np.asarray(jnp.diagonal(cov, axis1=1, axis2=2)))
+        else:
+            draws, _ = _samples_jit(check_random_key(random_state), self.model, data, theta, mode, cov, n_samples)
+            draws = np.asarray(draws)
+            est, sd = draws.mean(axis=0), draws.std(axis=0, ddof=1)
+        return pd.DataFrame({"tau": est[:, 0], "xi": est[:, 1], "alpha": np.exp(est[:, 1]), "tau_sd": sd[:, 0],
+                             "xi_sd": sd[:, 1]}, index=pd.Index(ld.ids, name=self.id_col))  # fmt: skip
+
+    def loglikelihood(self, df, n_samples=1000, random_state=None, return_se=False):
+        r"""Marginal log-likelihood :math:`\sum_i \log \int p(y_i, z_i; \hat\theta) dz_i` of ``df``.
+
+        By importance sampling per subject (Student-t proposal at the posterior mode with the
+        Laplace scale), the population latents at their fitted means. With ``return_se`` also
+        returns the Monte Carlo standard error.
+        """
+        n_samples = check_int(n_samples, name="n_samples", low=10)
+        _, data, theta, mode, cov = self._modes(df)
+        per_subject, se = _loglik_jit(check_random_key(random_state), self.model, data, theta, mode, cov, n_samples)
+        total = float(jnp.sum(per_subject))
+        return (total, float(jnp.sqrt(jnp.sum(se**2)))) if return_se else total
+
+    def _n_params(self):
+        return len(self.params_)
+
+    def aic(self, df, **kwargs):
+        """Akaike's criterion :math:`-2 \log L + 2 p` with the importance-sampled likelihood."""
+        return -2.0 * self.loglikelihood(df, **kwargs) + 2.0 * self._n_params()
+
+    def bic(self, df, **kwargs):
+        """Schwarz's criterion :math:`-2 \log L + p \log N`, N the number of subjects."""
+        n_subjects = from_dataframe(df, features=self._frame_features(df), id_col=self.id_col,
+                                    time_col=self.time_col).n_subjects  # fmt: skip
+        return -2.0 * self.loglikelihood(df, **kwargs) + self._n_params() * np.log(n_subjects)
+
+    def standard_errors(self, df, n_samples=500, random_state=None, method="empirical"):
+        r"""Standard errors of the population parameters from the Fisher information.
+
+        ``method="empirical"`` (default): the empirical information of the subjects' marginal
+        scores (Delattre & Kuhn 2019), each the exact derivative of the subject's
+        Laplace-approximated marginal likelihood (deterministic). ``method="louis"``: Louis'
+        formula (1982), :math:`E[-\nabla^2] - \mathrm{Cov}(\nabla)` over ``n_samples`` posterior
+        draws of every subject's :math:`(\tau_i, \xi_i)`, exact in the limit but a difference of
+        two large Monte Carlo terms, unreliable along weakly identified directions. Both hold
+        :math:`\hat\theta` fixed and use :math:`\varphi = (t_0, \text{positions}, \text{speeds},
+        \log\sigma_\tau, \log\sigma_\xi, \log\sigma_k)` (the population latents as fixed
+        effects), mapped to the reported scale by the delta method. Stored in
+        ``standard_errors_`` and returned as a Series indexed like ``params_``.
+        """
+        n_samples = check_int(n_samples, name="n_samples", low=10)
+        check_option(method, name="method", options=("empirical", "louis"))
+        _, data, theta, mode, cov = self._modes(df)
+        if method == "empirical":
+            info, _ = _empirical_jit(self.model, data, theta, mode)
+        else:
+            draws, _ = _samples_jit(check_random_key(random_state), self.model, data, theta, mode, cov, n_samples)
+            info, _ = _louis_jit(self.model, data, theta, draws)
+        info = np.asarray(info)
+        try:
+            var = np.diag(np.linalg.inv(info))
+        except np.linalg.LinAlgError:
+            var = np.full(info.shape[0], np.nan)
+        se_phi = np.sqrt(np.where(var > 0, var, np.nan))
+        # delta method: exp-scale entries (standard deviations; logistic g and v) scale by their value
+        names = list(self.params_.index)
+        k = len(self.features_)
+        log_scale = np.zeros(len(names), bool)
+        log_scale[1 + 2 * k :] = True
+        if self.model == "logistic":
+            log_scale[1 : 1 + 2 * k] = True
+        value = self.params_.to_numpy()
+        self.standard_errors_ = pd.Series(np.where(log_scale, value * se_phi, se_phi), index=names)
+        return self.standard_errors_
+
     def simulate(self, n_subjects, visits, random_state=None):
         """A synthetic cohort from the fitted model (or any set ``theta_``).
 
@@ -366,6 +492,31 @@ class ProgressionModel(ParamsMixin):
         rng = np.random.default_rng(random_state)
         return simulate_cohort(self.model, self.theta_, n_subjects, visits, rng, self.features_,
                                self.id_col, self.time_col)  # fmt: skip
+
+
+@partial(jax.jit, static_argnames=("kind",))
+def _mode_jit(kind, data, theta, init):
+    return I.posterior_mode(kind, data, theta, theta.population, init)
+
+
+@partial(jax.jit, static_argnames=("kind", "n_samples"))
+def _samples_jit(key, kind, data, theta, mode, cov, n_samples):
+    return I.posterior_samples(key, kind, data, theta, theta.population, mode, cov, n_samples)
+
+
+@partial(jax.jit, static_argnames=("kind", "n_samples"))
+def _loglik_jit(key, kind, data, theta, mode, cov, n_samples):
+    return I.importance_loglik(key, kind, data, theta, theta.population, mode, cov, n_samples)
+
+
+@partial(jax.jit, static_argnames=("kind",))
+def _louis_jit(kind, data, theta, draws):
+    return I.louis_information(kind, data, theta, draws)
+
+
+@partial(jax.jit, static_argnames=("kind",))
+def _empirical_jit(kind, data, theta, mode):
+    return I.empirical_information(kind, data, theta, mode)
 
 
 def simulate_cohort(kind, theta, n_subjects, visits, rng, features, id_col="ID", time_col="TIME"):

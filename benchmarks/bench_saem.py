@@ -1,0 +1,181 @@
+"""Benchmark: MCMC-SAEM on the univariate logistic progression model, lateo against Leaspy, one process.
+
+Workload: Leaspy's univariate logistic model, 200 and 2,000 subjects x 6
+visits, 1,000 SAEM iterations. The data are simulated once per size, in
+numpy, from Leaspy's own parametrisation (benchmarks/_leaspy_peer.py):
+
+    y_ij = 1 / (1 + g exp(-(1+g)^2/g * v0 * exp(xi_i) * (t_ij - tau_i))) + eps_ij,
+    tau_i ~ N(70, 5^2), xi_i ~ N(0, 0.5^2), eps_ij ~ N(0, 0.05^2), g = 2, v0 = 0.05,
+
+baseline ages ~ N(67.5, 5^2) independent of tau_i, then yearly visits, so
+the rise of the curve is observed across the cohort. lateo's logistic model
+requires values in the open interval (0, 1), so observed values are clipped
+to [1e-3, 1 - 1e-3] (both libraries get the same clipped data; the JSON
+gives the fraction clipped and the residual sd of the clipped data around
+the true curves, "noise_std_effective", which is what a noise estimate can
+at best recover).
+
+* Leaspy 2.x: ``mcmc_saem`` (``source_dimension=0``), seed fixed, its
+  defaults otherwise (1 chain, one Gibbs sweep per iteration, 90 % burn-in).
+  Individual parameters: its last MCMC realisations.
+* lateo, same budget: ``ProgressionModel("logistic", n_iter, n_chains=1,
+  n_mh_steps=1, random_state=0)``.
+* lateo, defaults: ``ProgressionModel("logistic", n_iter)`` (2 chains, 5
+  sweeps per iteration). Individual parameters: the stochastic-approximation
+  average of the draws after burn-in.
+
+lateo is fitted twice on the same data: the first ("cold") fit compiles,
+the second ("warm", same shapes, no recompilation) is the timing used for
+the per-iteration ratio Leaspy / lateo.
+
+Parameter mapping: Leaspy's tau_mean <-> lateo's t0_ + mean_i(tau_i)
+(lateo's tau_i ~ N(0, tau_std^2) is relative to t0), tau_std <-> tau_std_,
+xi_std <-> xi_std_, noise_std <-> noise_std_, g <-> position_ (g on the
+natural scale), v0 <-> speed_. Individual onsets are compared on the
+absolute scale (lateo: t0_ + tau_i).
+
+    .venv/bin/python benchmarks/bench_saem.py [--sizes 200,2000] [--visits 6] [--iters 1000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _leaspy_peer import logistic_curve, simulate_logistic  # noqa: E402
+
+TRUTH = dict(tau_mean=70.0, tau_std=5.0, xi_std=0.5, noise_std=0.05, g=2.0, v0=0.05)
+CLIP = 1e-3
+PARAMS = ("tau_mean", "tau_std", "xi_std", "noise_std", "g", "v0")
+
+
+def make_data(n, visits, seed):
+    df, truth = simulate_logistic(n, visits, seed=seed, **TRUTH)
+    y = df["Y"].to_numpy()
+    clipped = float(np.mean((y < CLIP) | (y > 1 - CLIP)))
+    df["Y"] = np.clip(y, CLIP, 1 - CLIP)
+    tau = np.repeat(truth["tau"].to_numpy(), visits)
+    xi = np.repeat(truth["xi"].to_numpy(), visits)
+    mean = logistic_curve(df["TIME"].to_numpy(), tau, xi, TRUTH["g"], TRUTH["v0"])
+    info = dict(
+        n_subjects=n,
+        n_visits=visits,
+        n_obs=len(df),
+        fraction_clipped=clipped,
+        noise_std_effective=float(np.sqrt(np.mean((df["Y"].to_numpy() - mean) ** 2))),
+        empirical_tau_mean=float(truth["tau"].mean()),
+        empirical_tau_std=float(truth["tau"].std()),
+        empirical_xi_std=float(truth["xi"].std()),
+    )
+    return df, truth, info
+
+
+def score(params, individual, truth, seconds, n_iter):
+    """Errors against the truth; ``individual``: DataFrame ID, tau (absolute onset), xi."""
+    out = dict(seconds=seconds, seconds_per_iter=seconds / n_iter)
+    out["params"] = {k: float(params[k]) for k in PARAMS}
+    out["abs_error"] = {k: abs(float(params[k]) - TRUTH[k]) for k in PARAMS}
+    out["sum_rel_error"] = float(sum(out["abs_error"][k] / abs(TRUTH[k]) for k in PARAMS))
+    ind = truth.merge(individual, on="ID", suffixes=("_true", "_est"))
+    rec = {}
+    for k in ("tau", "xi"):
+        x, y = ind[f"{k}_true"].to_numpy(), ind[f"{k}_est"].to_numpy()
+        rec[f"{k}_corr"] = float(np.corrcoef(x, y)[0, 1])
+        rec[f"{k}_rmse"] = float(np.sqrt(np.mean((x - y) ** 2)))
+    out["individual"] = rec
+    return out
+
+
+def run_leaspy(df, truth, n_iter, seed):
+    from _leaspy_peer import fit_leaspy
+
+    res = fit_leaspy(df, n_iter=n_iter, seed=seed)
+    out = score(res["params"], res["individual"], truth, res["seconds"], n_iter)
+    out["seconds_algo"] = res["seconds_algo"]
+    out["torch_threads"] = res["torch_threads"]
+    return out
+
+
+def run_lateo(df, truth, n_iter, **kw):
+    import lateo
+
+    def fit():
+        m = lateo.ProgressionModel("logistic", n_iter=n_iter, progress=False, **kw)
+        t = time.perf_counter()
+        m.fit(df)
+        return time.perf_counter() - t, m
+
+    cold, _ = fit()
+    warm, m = fit()
+    ind = m.individual_parameters_
+    tau_mean = m.t0_ + float(ind["tau"].mean())
+    params = dict(tau_mean=tau_mean, tau_std=m.tau_std_, xi_std=m.xi_std_, noise_std=float(m.noise_std_.iloc[0]),
+                  g=float(m.position_.iloc[0]), v0=float(m.speed_.iloc[0]))  # fmt: skip
+    individual = ind.reset_index().rename(columns={ind.index.name or "index": "ID"})
+    individual = individual.assign(ID=individual["ID"].astype(str), tau=m.t0_ + individual["tau"])[["ID", "tau", "xi"]]
+    out = score(params, individual, truth, warm, n_iter)
+    out["seconds_cold"] = cold
+    out["compile_seconds"] = max(cold - warm, 0.0)
+    out["t0"] = m.t0_
+    out["mean_individual_tau"] = float(ind["tau"].mean())
+    out["mean_individual_xi"] = float(ind["xi"].mean())
+    out["settings"] = {k: v for k, v in kw.items()} | dict(n_chains=m.n_chains, n_mh_steps=m.n_mh_steps)
+    out["acceptance_individual"] = m.acceptance_rate_["individual"]
+    out["rhat_max"] = float(np.nanmax(m.rhat_.to_numpy())) if np.isfinite(m.rhat_.to_numpy()).any() else None
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="200,2000", help="comma-separated numbers of subjects")
+    p.add_argument("--visits", type=int, default=6)
+    p.add_argument("--iters", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    import jax
+
+    import lateo
+
+    try:
+        import leaspy
+
+        leaspy_version, leaspy_error = leaspy.__version__, None
+    except Exception as exc:  # noqa: BLE001
+        leaspy_version, leaspy_error = None, f"{type(exc).__name__}: {exc}"
+
+    report = dict(
+        machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                     python=platform.python_version(), jax=jax.__version__, jax_backend=jax.default_backend(),
+                     lateo=getattr(lateo, "__version__", None), leaspy=leaspy_version),  # fmt: skip
+        workload=dict(sizes=sizes, visits=args.visits, iters=args.iters, seed=args.seed, truth=TRUTH, clip=CLIP),
+    )
+    if leaspy_error:
+        report["leaspy_unavailable"] = leaspy_error
+    for n in sizes:
+        df, truth, info = make_data(n, args.visits, args.seed)
+        row = dict(data=info)
+        if leaspy_error is None:
+            row["leaspy"] = run_leaspy(df, truth, args.iters, args.seed)
+        row["lateo_same_budget"] = run_lateo(df, truth, args.iters, n_chains=1, n_mh_steps=1, random_state=0)
+        row["lateo_default"] = run_lateo(df, truth, args.iters, random_state=0)
+        if "leaspy" in row:
+            for name in ("lateo_same_budget", "lateo_default"):
+                row[name]["ratio_leaspy_over_lateo_per_iter"] = (
+                    row["leaspy"]["seconds_per_iter"] / row[name]["seconds_per_iter"]
+                )
+        report[f"n{n}"] = row
+        print(f"done n={n}", file=sys.stderr, flush=True)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
