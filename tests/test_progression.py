@@ -155,7 +155,8 @@ def test_personalize_mode_and_mean_agree_with_the_fit():
     # the SAEM's own averages of the draws are posterior means too
     np.testing.assert_allclose(model.individual_parameters_.loc[mean.index, "tau"], mean["tau"], atol=0.3)
     new = subset.assign(ID=subset["ID"] + 1000)  # unseen subjects are personalized the same way
-    np.testing.assert_allclose(model.personalize(new)["tau"].to_numpy(), mode["tau"].to_numpy(), rtol=1e-8)
+    # other starting points (zeros instead of the fitted values): the same mode up to Newton's tolerance
+    np.testing.assert_allclose(model.personalize(new)["tau"].to_numpy(), mode["tau"].to_numpy(), atol=1e-6)
 
 
 def test_loglikelihood_aic_bic():

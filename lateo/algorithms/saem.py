@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..core.schedules import BurnInThenDecay
 from ..core.stats import stats_interpolate
-from ..inference.mcmc.kernels import RWMState, adaptation_init, adaptation_update, robbins_monro_update, rwm_step
+from ..inference.mcmc.kernels import adaptation_init, adaptation_update, robbins_monro_update
 
 
 class ChainState(NamedTuple):
@@ -89,8 +89,9 @@ class SAEM:
         ``m_step(stats, hyper)``, ``complete_loglik(theta, hyper, stats,
         population, individual)`` (from the statistics of the draw), ``individual_std(theta) -> (q,)``,
         ``anneal(theta, temperature)`` and ``theta_vector(theta)``; optionally
-        ``symmetry_moves(key, data, theta, hyper, population, individual)``, extra
-        posterior-invariant moves run after each sweep.
+        ``symmetry_moves(key, data, theta, hyper, population, individual,
+        loglik) -> (population, individual, loglik)``, extra posterior-invariant
+        moves run after each sweep (``loglik``: the subjects' current log-likelihoods).
     alpha
         The decay of the step size after burn-in, :math:`\gamma_k = (k - K_1)^{-\alpha}`
         (the burn-in :math:`K_1` is ``hyper.burn_in``, a run-time array; see :class:`SAEMHyper`).
@@ -146,14 +147,14 @@ class SAEM:
 
     # ------------------------------------------------------------------ simulation step
 
-    def _individual_block(self, key, theta_e, data, chain: ChainState):
+    def _individual_block(self, key, theta_e, data, chain: ChainState, loglik):
         """One random-walk Metropolis step for every subject at once (independent given the population).
 
         Vectorised over subjects rather than a vmapped per-subject kernel: one
-        batch of normals and uniforms for all subjects and two batched
-        likelihood evaluations, instead of a key split per subject. Returns the
-        new draws, the acceptance probabilities and each subject's
-        log-likelihood at its new draw (which the population block reuses).
+        batch of normals and uniforms for all subjects and one batched
+        likelihood evaluation (``loglik``, the subjects' current
+        log-likelihoods, is carried through the sweep). Returns the new draws,
+        the acceptance probabilities and the log-likelihoods at the new draws.
         """
         family = self.family
         base = family.individual_std(theta_e)
@@ -161,18 +162,14 @@ class SAEM:
         key_prop, key_acc = jax.random.split(key)
         step = jnp.exp(chain.individual_log_scale)[:, None] * base
         proposal = individual + step * jax.random.normal(key_prop, individual.shape, individual.dtype)
-
-        def parts(z):
-            return family.individual_loglik(data, theta_e, chain.population, z), family.individual_logprior(theta_e, z)
-
-        ll, lp = parts(individual)
-        ll_new, lp_new = parts(proposal)
-        log_ratio = jnp.nan_to_num(ll_new + lp_new - ll - lp, nan=-jnp.inf)
-        accept = jnp.log(jax.random.uniform(key_acc, ll.shape, ll.dtype)) < log_ratio
+        ll_new = family.individual_loglik(data, theta_e, chain.population, proposal)
+        log_ratio = ll_new + family.individual_logprior(theta_e, proposal)
+        log_ratio = jnp.nan_to_num(log_ratio - loglik - family.individual_logprior(theta_e, individual), nan=-jnp.inf)
+        accept = jnp.log(jax.random.uniform(key_acc, loglik.shape, loglik.dtype)) < log_ratio
         probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        return jnp.where(accept[:, None], proposal, individual), probability, jnp.where(accept, ll_new, ll)
+        return jnp.where(accept[:, None], proposal, individual), probability, jnp.where(accept, ll_new, loglik)
 
-    def _population_block(self, key, theta, data, hyper, chain: ChainState, individual, loglik):
+    def _population_block(self, key, theta, data, hyper, chain: ChainState, loglik):
         """One joint random-walk step on all population latents (adaptive-Metropolis covariance).
 
         The population latents can be strongly correlated a posteriori (the
@@ -180,7 +177,8 @@ class SAEM:
         coordinate-wise updates; the proposal covariance is the running
         covariance of the chain's own draws during burn-in (Haario et al.
         2001) plus a floor of 1 % of the prior scales, the prior scales until
-        enough draws are in.
+        enough draws are in. Returns the population, the acceptance
+        probability and the subjects' log-likelihoods.
         """
         family = self.family
         flat, unravel = ravel_pytree(chain.population)
@@ -193,16 +191,15 @@ class SAEM:
         floor = jnp.diag((0.01 * base) ** 2)
         cov = jnp.where(enough, adaptation.m2 / n + floor, jnp.diag(base**2))
         scale = jnp.exp(adaptation.log_scale) * jnp.linalg.cholesky(cov)
-
-        def joint(x):
-            pop = unravel(x)
-            return jnp.sum(family.individual_loglik(data, theta, pop, individual)) + family.population_logprior(
-                theta, hyper.family, pop
-            )
-
-        current = jnp.sum(loglik) + family.population_logprior(theta, hyper.family, chain.population)
-        state, info = rwm_step(key, RWMState(flat, current), joint, scale)
-        return unravel(state.position), info.acceptance_probability
+        key_prop, key_acc = jax.random.split(key)
+        proposal = unravel(flat + scale @ jax.random.normal(key_prop, flat.shape, flat.dtype))
+        ll_new = family.individual_loglik(data, theta, proposal, chain.individual)
+        log_ratio = jnp.sum(ll_new) + family.population_logprior(theta, hyper.family, proposal)
+        log_ratio = log_ratio - jnp.sum(loglik) - family.population_logprior(theta, hyper.family, chain.population)
+        log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
+        accept = jnp.log(jax.random.uniform(key_acc, (), flat.dtype)) < log_ratio
+        population = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), proposal, chain.population)
+        return population, jnp.exp(jnp.minimum(log_ratio, 0.0)), jnp.where(accept, ll_new, loglik)
 
     def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
         family = self.family
@@ -213,20 +210,22 @@ class SAEM:
         theta_e = family.anneal(theta, temperature)
 
         def sweep(i, carry):
-            chain, acc_ind, acc_pop = carry
-            k_ind, k_pop = jax.random.split(jax.random.fold_in(key, i))
-            individual, a_ind, loglik = self._individual_block(k_ind, theta_e, data, chain)
+            chain, loglik, acc_ind, acc_pop = carry
+            k_ind, k_pop, k_sym = jax.random.split(jax.random.fold_in(key, i), 3)
+            individual, a_ind, loglik = self._individual_block(k_ind, theta_e, data, chain, loglik)
             chain = chain._replace(individual=individual)
-            population, a_pop = self._population_block(k_pop, theta_e, data, hyper, chain, individual, loglik)
+            population, a_pop, loglik = self._population_block(k_pop, theta_e, data, hyper, chain, loglik)
+            chain = chain._replace(population=population)
             if hasattr(self.family, "symmetry_moves"):
-                k_sym = jax.random.fold_in(k_pop, 1)
-                population, individual = self.family.symmetry_moves(k_sym, data, theta_e, hyper.family,
-                                                                     population, individual)  # fmt: skip
-            chain = chain._replace(population=population, individual=individual)
-            return chain, acc_ind + a_ind / self.n_mh_steps, acc_pop + a_pop / self.n_mh_steps
+                population, individual, loglik = self.family.symmetry_moves(
+                    k_sym, data, theta_e, hyper.family, population, individual, loglik
+                )
+                chain = chain._replace(population=population, individual=individual)
+            return chain, loglik, acc_ind + a_ind / self.n_mh_steps, acc_pop + a_pop / self.n_mh_steps
 
+        loglik = family.individual_loglik(data, theta_e, chain.population, chain.individual)
         zeros = (jnp.zeros_like(chain.individual_acceptance), jnp.zeros_like(chain.population_acceptance))
-        chain, acc_ind, acc_pop = jax.lax.fori_loop(0, self.n_mh_steps, sweep, (chain, *zeros))
+        chain, _, acc_ind, acc_pop = jax.lax.fori_loop(0, self.n_mh_steps, sweep, (chain, loglik, *zeros))
         adapting = k <= hyper.burn_in
         target = self.target_accept
         ind_scale = jnp.where(adapting, robbins_monro_update(chain.individual_log_scale, k, acc_ind, target),

@@ -225,7 +225,8 @@ class ProgressionFamily:
     def m_step(self, stats: Stats, hyper: Hyper) -> Theta:
         return m_step(stats, hyper)
 
-    def symmetry_moves(self, key, data: Data, theta: Theta, hyper: Hyper, population: Population, individual):
+    def symmetry_moves(self, key, data: Data, theta: Theta, hyper: Hyper, population: Population, individual,
+                       loglik):  # fmt: skip
         r"""Exact Metropolis moves along the model's two near-symmetries (parameter expansion).
 
         The likelihood is invariant under :math:`(t_0, \tau_i) \to (t_0 + \delta, \tau_i - \delta)`
@@ -266,13 +267,11 @@ class ProgressionFamily:
         else:
             scaled = population._replace(speed=population.speed + eta)
             log_jacobian = 0.0
-        proposal = log_prior(scaled, tau, xi - eta) + log_jacobian
-        accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal - current
+        proposal = log_prior(scaled, tau, xi - eta)
+        accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal + log_jacobian - current
         population = Population(*(jnp.where(accept, a, b) for a, b in zip(scaled, population)))
         xi = jnp.where(accept, xi - eta, xi)
-
-        def log_post(pop, tau):
-            return jnp.sum(subject_loglik(self.kind, data, theta, pop, tau, xi)) + log_prior(pop, tau, xi)
+        current = jnp.where(accept, proposal, current)
 
         if self.kind == "linear":
             direction = population.speed
@@ -283,11 +282,12 @@ class ProgressionFamily:
         delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_ridge, dtype=tau.dtype)
         ridged = population._replace(t0=population.t0 + delta, position=population.position + direction * delta)
         tau_new = tau + delta * (jnp.exp(-xi) - 1.0)
-        log_ratio = log_post(ridged, tau_new) - log_post(population, tau)
+        ll_new = subject_loglik(self.kind, data, theta, ridged, tau_new, xi)
+        log_ratio = jnp.sum(ll_new) + log_prior(ridged, tau_new, xi) - jnp.sum(loglik) - current
         accept = jnp.log(jax.random.uniform(u_ridge, dtype=tau.dtype)) < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
         population = Population(*(jnp.where(accept, a, b) for a, b in zip(ridged, population)))
         tau = jnp.where(accept, tau_new, tau)
-        return population, jnp.stack([tau, xi], axis=-1)
+        return population, jnp.stack([tau, xi], axis=-1), jnp.where(accept, ll_new, loglik)
 
     def individual_std(self, theta: Theta):
         return jnp.stack([theta.tau_std, theta.xi_std])
