@@ -25,20 +25,33 @@ FEATURES = ["memory", "language", "motor"]
 LINEAR = M.Theta(M.Population(np.asarray(70.0), np.array([10.0, 20.0, 5.0]), np.array([1.0, 2.0, 0.5])),
                  np.asarray(5.0), np.asarray(0.5), np.array([0.5, 1.0, 0.3]))  # fmt: skip
 LOGISTIC = M.Theta(M.Population(np.asarray(70.0), np.log(np.array([1.0])), np.log(np.array([0.1]))),
-                   np.asarray(5.0), np.asarray(0.5), np.array([0.05]))  # fmt: skip
+                   np.asarray(5.0), np.asarray(0.5), np.array([0.02]))  # fmt: skip
+LOGISTIC3 = M.Theta(M.Population(np.asarray(70.0), np.log(np.array([1.0, 3.0, 0.5])),
+                                  np.log(np.array([0.1, 0.06, 0.12]))),
+                    np.asarray(5.0), np.asarray(0.5), np.array([0.02, 0.03, 0.02]))  # fmt: skip
+LINEAR1 = M.Theta(M.Population(np.asarray(70.0), np.array([10.0]), np.array([1.0])), np.asarray(5.0),
+                  np.asarray(0.5), np.array([0.5]))  # fmt: skip
 VISITS = np.arange(-3, 3) * 1.5  # 6 visits over 7.5 years
+# Logistic noise is small enough that few simulated values fall outside (0, 1): clipping them (as
+# simulate does) makes the Gaussian model misspecified there and biases the noise and the speeds.
+SPECS = {  # name: (model, theta, features)
+    "linear": ("linear", LINEAR, FEATURES),
+    "logistic": ("logistic", LOGISTIC, ["score"]),
+    "logistic3": ("logistic", LOGISTIC3, FEATURES),
+    "linear1": ("linear", LINEAR1, ["score"]),
+}
 
 
 @functools.cache
-def cohort(kind, n, seed):
-    theta, features = (LINEAR, FEATURES) if kind == "linear" else (LOGISTIC, ["score"])
+def cohort(name, n, seed):
+    kind, theta, features = SPECS[name]
     return simulate_cohort(kind, theta, n, VISITS, np.random.default_rng(seed), features)
 
 
 @functools.cache
-def fitted(kind, n, seed=0):
-    df, truth = cohort(kind, n, seed)
-    return ProgressionModel(kind, n_iter=800, random_state=seed, progress=False).fit(df), truth
+def fitted(name, n, seed=0):
+    df, truth = cohort(name, n, seed)
+    return ProgressionModel(SPECS[name][0], n_iter=800, random_state=seed, progress=False).fit(df), truth
 
 
 @pytest.mark.parametrize("kind", ["linear", "logistic"])
@@ -51,8 +64,8 @@ def test_individual_parameters_recovered(kind):
     np.testing.assert_allclose(est["alpha"], np.exp(est["xi"]))
 
 
-def truth_vector(kind):
-    theta = LINEAR if kind == "linear" else LOGISTIC
+def truth_vector(name):
+    kind, theta, _ = SPECS[name]
     pop = M.Population(*(np.asarray(x, float) for x in theta.population))
     vec = np.array(M.theta_vector(M.Theta(pop, np.asarray(theta.tau_std), np.asarray(theta.xi_std),
                                           np.asarray(theta.noise_std))))  # fmt: skip
@@ -62,11 +75,10 @@ def truth_vector(kind):
     return vec
 
 
-def effective_noise(kind, n):
+def effective_noise(name, n):
     """The residual spread around the true curves in the simulated data (clipping into (0, 1) shrinks it)."""
-    df, truth = cohort(kind, n, 0)
-    theta = LINEAR if kind == "linear" else LOGISTIC
-    features = FEATURES if kind == "linear" else ["score"]
+    kind, theta, features = SPECS[name]
+    df, truth = cohort(name, n, 0)
     times = df["TIME"].to_numpy().reshape(n, -1)
     pop = M.Population(*(jnp.asarray(x) for x in theta.population))
     curve = np.asarray(M.predict(kind, jnp.asarray(times), pop, jnp.asarray(truth["tau"].to_numpy()),
@@ -74,21 +86,44 @@ def effective_noise(kind, n):
     return (df[features].to_numpy().reshape(curve.shape) - curve).reshape(-1, len(features)).std(axis=0)
 
 
-@pytest.mark.parametrize("kind", ["linear", "logistic"])
-def test_population_parameters_within_three_standard_errors(kind):
+def assert_within_three_se(name, n):
+    model, _ = fitted(name, n)
+    df, _ = cohort(name, n, 0)
+    se = model.standard_errors(df)
+    truth = truth_vector(name)
+    k = len(model.features_)
+    truth[-k:] = effective_noise(name, n)
+    z = (model.params_.to_numpy() - truth) / se.to_numpy()
+    assert np.all(np.isfinite(z)) and np.all(se > 0)
+    assert np.all(np.abs(z) < 3.0), dict(zip(model.params_.index, np.round(z, 2)))
+    return np.abs(model.params_.to_numpy() - truth)
+
+
+KNOWN_RIDGE = pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 5): logistic fits drift along the weakly identified t0-position ridge; the SAEM "
+    "estimate is more than 3 standard errors off (t0 +8.6, g -18 SE at N = 2,000)",
+)
+
+
+@pytest.mark.parametrize("name", ["linear", "logistic", pytest.param("logistic3", marks=KNOWN_RIDGE)])
+def test_population_parameters_within_three_standard_errors(name):
     """N = 500: every population parameter within 3 estimated standard errors of the truth.
 
     The standard errors come from the empirical Fisher information of the subjects' Laplace
     marginal scores; the noise is compared with the residual spread of the simulated data."""
-    model, _ = fitted(kind, 500)
-    df, _ = cohort(kind, 500, 0)
-    se = model.standard_errors(df)
-    truth = truth_vector(kind)
-    k = len(model.features_)
-    truth[-k:] = effective_noise(kind, 500)
-    z = (model.params_.to_numpy() - truth) / se.to_numpy()
-    assert np.all(np.isfinite(z)) and np.all(se > 0)
-    assert np.all(np.abs(z) < 3.0), dict(zip(model.params_.index, np.round(z, 2)))
+    assert_within_three_se(name, 500)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["linear1", pytest.param("logistic", marks=KNOWN_RIDGE)])
+def test_large_cohort_within_three_standard_errors_and_closer(name):
+    """N = 2,000 (univariate): within 3 standard errors, and closer to the truth than N = 100 on average."""
+    errors_large = assert_within_three_se(name, 2000)
+    errors_small = assert_within_three_se(name, 100)
+    assert np.mean(errors_large / (np.abs(truth_vector(name)) + 1e-3)) < np.mean(
+        errors_small / (np.abs(truth_vector(name)) + 1e-3)
+    )
 
 
 def test_standard_errors_shrink_like_one_over_root_n():
@@ -98,18 +133,13 @@ def test_standard_errors_shrink_like_one_over_root_n():
     assert 1.6 < float(np.median(ratio)) < 3.2  # sqrt(5) = 2.24
 
 
-def test_linear_identified_combination_and_error_shrinks_with_n():
-    """p_k - v_k t0 (the population line at time 0) is recovered, better with more subjects."""
+def test_linear_identified_combination():
+    """p_k - v_k t0 (the population line at time 0) and the noise are recovered to 5 %."""
     truth = LINEAR.population.position - LINEAR.population.speed * 70.0
-    errors = []
-    for n in (100, 500):
-        model, _ = fitted("linear", n)
-        est = model.position_.to_numpy() - model.speed_.to_numpy() * model.t0_
-        errors.append(np.abs(est - truth) / np.abs(truth))
-        noise_err = np.abs(model.noise_std_.to_numpy() / LINEAR.noise_std - 1)
-        errors[-1] = np.concatenate([errors[-1], noise_err])
-    assert np.all(errors[1] < 0.05)
-    assert errors[1].mean() < errors[0].mean()
+    model, _ = fitted("linear", 500)
+    est = model.position_.to_numpy() - model.speed_.to_numpy() * model.t0_
+    np.testing.assert_allclose(est, truth, rtol=0.05)
+    np.testing.assert_allclose(model.noise_std_.to_numpy(), LINEAR.noise_std, rtol=0.05)
 
 
 def test_fit_attributes_traces_and_rhat():

@@ -6,12 +6,12 @@ Each iteration :math:`k`:
    Gibbs sweeps of :math:`p(z \mid y; \theta_k)`: every subject's block
    :math:`z_i = (\tau_i, \xi_i)` by a random-walk step (the subjects are
    independent given the population latents, so this is one vmapped step),
-   then the population latents jointly. Proposal scales are adapted per
-   subject by Robbins-Monro toward a target acceptance (0.3, inside the
-   seed's 20-60 %), and the population proposal is adaptive Metropolis
-   (running covariance of its draws, scale toward 0.234), during burn-in
-   only; they are frozen afterwards, so the kernel is fixed while the
-   statistics average.
+   then the population latents jointly, then the model's exact symmetry
+   moves. Proposal scales are adapted per subject by Robbins-Monro toward a
+   target acceptance (0.3, inside the seed's 20-60 %), and the population
+   proposal's toward 0.234, during burn-in only; they are frozen afterwards,
+   so the kernel is fixed while the statistics average. The population
+   latents' prior scales shrink during burn-in (:meth:`SAEM.population_scale`).
 2. **Stochastic approximation.** :math:`S_{k+1} = S_k + \gamma_k (S(y, z^{(k)}) - S_k)`
    with :math:`\gamma_k = 1` for the burn-in iterations, then
    :math:`(k - K_1)^{-\alpha}` (:class:`lateo.core.BurnInThenDecay`).
@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..core.schedules import BurnInThenDecay
 from ..core.stats import stats_interpolate
-from ..inference.mcmc.kernels import adaptation_init, adaptation_update, robbins_monro_update
+from ..inference.mcmc.kernels import adaptation_init, robbins_monro_update
 
 
 class ChainState(NamedTuple):
@@ -101,6 +101,8 @@ class SAEM:
         Target acceptance of the adaptive random-walk proposals.
     annealing, annealing_temperature
         Simulated-annealing iterations and initial temperature (0: none).
+    population_shrink
+        Final factor on the population latents' prior scales (see :meth:`population_scale`).
     """
 
     family: Any
@@ -110,6 +112,7 @@ class SAEM:
     target_accept: float = 0.3
     annealing: int = 0
     annealing_temperature: float = 4.0
+    population_shrink: float = 0.01
 
     carries_latent = True
 
@@ -138,7 +141,7 @@ class SAEM:
             base = ravel_pytree(hyper.family.population_std)[0]
             pop = unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(k2, flat.shape))
             dtype = individual.dtype
-            adaptation = adaptation_init(2.38 / jnp.sqrt(n_pop) * 0.1, n_pop, dtype)
+            adaptation = adaptation_init(2.38 / jnp.sqrt(n_pop), n_pop, dtype)
             return ChainState(pop, ind, jnp.zeros(n_subj, dtype), adaptation, jnp.zeros(n_subj, dtype),
                               jnp.zeros((), dtype), stats0, ind)  # fmt: skip
 
@@ -170,29 +173,21 @@ class SAEM:
         return jnp.where(accept[:, None], proposal, individual), probability, jnp.where(accept, ll_new, loglik)
 
     def _population_block(self, key, theta, data, hyper, chain: ChainState, loglik):
-        """One joint random-walk step on all population latents (adaptive-Metropolis covariance).
+        """One joint random-walk step on all population latents.
 
-        The population latents can be strongly correlated a posteriori (the
-        reference time trades off against the positions), which defeats
-        coordinate-wise updates; the proposal covariance is the running
-        covariance of the chain's own draws during burn-in (Haario et al.
-        2001) plus a floor of 1 % of the prior scales, the prior scales until
-        enough draws are in. Returns the population, the acceptance
-        probability and the subjects' log-likelihoods.
+        The proposal is :math:`\\sigma\\,\\mathrm{diag}(s)`, :math:`s` the current prior scales of
+        the population latents (see :meth:`population_scale`) and :math:`\\sigma` tuned by
+        Robbins-Monro toward 0.234 during burn-in: once the prior scales are small the
+        conditional posterior of the population latents is close to that prior, shifted
+        along the likelihood gradient. Returns the population, the acceptance probability
+        and the subjects' log-likelihoods.
         """
         family = self.family
         flat, unravel = ravel_pytree(chain.population)
         base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
-        adaptation = chain.population_adaptation
-        enough = adaptation.count >= 2 * flat.size + 10
-        n = jnp.maximum(adaptation.count - 1, 1).astype(flat.dtype)
-        # Floor at 1 % of the prior scales: a chain whose early draws barely moved must not shrink
-        # its proposal to nothing and freeze (the classic collapse of adaptive Metropolis).
-        floor = jnp.diag((0.01 * base) ** 2)
-        cov = jnp.where(enough, adaptation.m2 / n + floor, jnp.diag(base**2))
-        scale = jnp.exp(adaptation.log_scale) * jnp.linalg.cholesky(cov)
+        scale = jnp.exp(chain.population_adaptation.log_scale) * base
         key_prop, key_acc = jax.random.split(key)
-        proposal = unravel(flat + scale @ jax.random.normal(key_prop, flat.shape, flat.dtype))
+        proposal = unravel(flat + scale * jax.random.normal(key_prop, flat.shape, flat.dtype))
         ll_new = family.individual_loglik(data, theta, proposal, chain.individual)
         log_ratio = jnp.sum(ll_new) + family.population_logprior(theta, hyper.family, proposal)
         log_ratio = log_ratio - jnp.sum(loglik) - family.population_logprior(theta, hyper.family, chain.population)
@@ -201,6 +196,20 @@ class SAEM:
         population = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), proposal, chain.population)
         return population, jnp.exp(jnp.minimum(log_ratio, 0.0)), jnp.where(accept, ll_new, loglik)
 
+    def population_scale(self, k, hyper: SAEMHyper):
+        r"""Factor on the population latents' prior scales at iteration :math:`k`.
+
+        The population latents :math:`w \sim N(\bar w, s^2)` are a computational device
+        (Kuhn & Lavielle 2004): the SAEM estimate of :math:`\bar w` maximises the likelihood
+        smoothed by that Gaussian, which equals the fixed-effects maximum only as
+        :math:`s \to 0`. Wide scales explore, small ones are unbiased, so the scales shrink
+        geometrically from 1 to ``population_shrink`` over the first half of burn-in and stay
+        there (Leaspy fixes them at 0.01).
+        """
+        span = jnp.maximum(0.5 * hyper.burn_in, 1.0)
+        frac = jnp.clip((k - 1.0) / span, 0.0, 1.0)
+        return jnp.exp(jnp.log(self.population_shrink) * frac)
+
     def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
         family = self.family
         temperature = 1.0
@@ -208,6 +217,10 @@ class SAEM:
             frac = jnp.clip(1.0 - (k - 1) / self.annealing, 0.0, 1.0)
             temperature = 1.0 + (self.annealing_temperature - 1.0) * frac
         theta_e = family.anneal(theta, temperature)
+        factor = self.population_scale(k, hyper)
+        hyper = hyper._replace(family=hyper.family._replace(
+            population_std=jax.tree_util.tree_map(lambda x: x * factor, hyper.family.population_std)
+        ))  # fmt: skip
 
         def sweep(i, carry):
             chain, loglik, acc_ind, acc_pop = carry
@@ -216,7 +229,7 @@ class SAEM:
             chain = chain._replace(individual=individual)
             population, a_pop, loglik = self._population_block(k_pop, theta_e, data, hyper, chain, loglik)
             chain = chain._replace(population=population)
-            if hasattr(self.family, "symmetry_moves"):
+            if getattr(self.family, "symmetry_moves", None) is not None:
                 population, individual, loglik = self.family.symmetry_moves(
                     k_sym, data, theta_e, hyper.family, population, individual, loglik
                 )
@@ -232,11 +245,10 @@ class SAEM:
                               chain.individual_log_scale)  # fmt: skip
         flat_pop = ravel_pytree(chain.population)[0]
         pop_target = 0.44 if flat_pop.size == 1 else 0.234
-        collect = adapting & (k > hyper.burn_in // 10)  # skip the transient from the starting point
-        updated = adaptation_update(chain.population_adaptation, flat_pop, acc_pop, pop_target, collect)
-        pop_adaptation = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(adapting, new, old), updated, chain.population_adaptation
-        )
+        adaptation = chain.population_adaptation
+        pop_adaptation = adaptation._replace(log_scale=jnp.where(
+            adapting, robbins_monro_update(adaptation.log_scale, k, acc_pop, pop_target), adaptation.log_scale
+        ))  # fmt: skip
         weight = 1.0 / jnp.minimum(k, 50).astype(acc_ind.dtype)  # running mean over the last ~50 iterations
         s_draw = family.sufficient_stats(data, chain.population, chain.individual)
         objective = family.complete_loglik(theta, hyper.family, s_draw, chain.population, chain.individual)

@@ -240,8 +240,8 @@ class ProgressionFamily:
         A third move follows the ridge between the reference time and the positions:
         :math:`t_0 \to t_0 + \delta`, :math:`\text{position}_k \to \text{position}_k + c_k \delta`,
         :math:`\tau_i \to \tau_i + \delta(e^{-\xi_i} - 1)`, with :math:`c_k = v_k` (linear: the
-        likelihood is then exactly invariant) or :math:`-v_k(1+g_k)^2/g_k` (logistic: invariant to
-        first order at the reference time). It is a translation (unit Jacobian) with a symmetric
+        likelihood is then exactly invariant) or :math:`-\bar v_k(1+\bar g_k)^2/\bar g_k` at the
+        population means (logistic: invariant to first order at the reference time). It is a translation (unit Jacobian) with a symmetric
         :math:`\delta` of random scale, accepted on the full posterior ratio.
         """
         tau, xi = _split(individual)
@@ -273,10 +273,13 @@ class ProgressionFamily:
         xi = jnp.where(accept, xi - eta, xi)
         current = jnp.where(accept, proposal, current)
 
+        # The direction must not depend on the coordinates the move changes (t0, positions, tau), or
+        # the move would not be a translation: the linear model's speeds are untouched by it, and the
+        # logistic model takes its rate from the population means, fixed during the E-step.
         if self.kind == "linear":
             direction = population.speed
         else:
-            g, v = jnp.exp(population.position), jnp.exp(population.speed)
+            g, v = jnp.exp(theta.population.position), jnp.exp(theta.population.speed)
             direction = -v * (1.0 + g) ** 2 / g
         size = jnp.array([1.0, 4.0, 16.0], tau.dtype)[jax.random.randint(k_size, (), 0, 3)]
         delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_ridge, dtype=tau.dtype)

@@ -79,6 +79,10 @@ class ProgressionModel(ParamsMixin):
     population_prior_std : dict, optional
         Prior standard deviations ``{"t0": ..., "position": ..., "speed": ...}``
         of the population latents around their means (defaults scale with the data).
+    population_shrink : float, default=0.01
+        Final factor on those prior scales, reached halfway through burn-in
+        (:meth:`lateo.algorithms.saem.SAEM.population_scale`): small scales make
+        the estimates the fixed-effect maxima, large ones explore.
     tol : float, optional
         Stop when no parameter moves by more than this relative amount in an
         iteration (after burn-in, when the steps are small). Default: run all ``n_iter``.
@@ -113,7 +117,8 @@ class ProgressionModel(ParamsMixin):
     """
 
     def __init__(self, model="logistic", *, n_iter=1000, burn_in=0.5, alpha=0.8, n_chains=2, n_mh_steps=5,
-                 target_accept=0.3, annealing=0, variance_prior=None, population_prior_std=None, tol=None,
+                 target_accept=0.3, annealing=0, variance_prior=None, population_prior_std=None,
+                 population_shrink=0.01, tol=None,
                  random_state=None, progress="auto", id_col="ID", time_col="TIME"):  # fmt: skip
         self._store_init_args(locals())
 
@@ -228,7 +233,9 @@ class ProgressionModel(ParamsMixin):
         hyper = self._hyper(pop_std, ld.n_features)
         family = M.ProgressionFamily(self.model)
         saem = SAEM(family, float(self.alpha), int(self.n_chains), int(self.n_mh_steps),
-                    float(self.target_accept), int(self.annealing))  # fmt: skip
+                    float(self.target_accept), int(self.annealing),
+                    population_shrink=check_float(self.population_shrink, name="population_shrink", low=0.0,
+                                                  inclusive=False))  # fmt: skip
         hyper = saem.make_hyper(hyper, burn_in)
         key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
         latent = saem.init_latent(key_chains, theta, data, hyper, theta.population, individual)
