@@ -199,3 +199,42 @@ def empirical_information(kind, data, theta, mode):
     delta, phi = laplace_scores(kind, data, theta, mode)
     centred = delta - delta.mean(axis=0)
     return centred.T @ centred, phi
+
+
+def joint_map(kind, data, theta, individual, n_steps: int = 500, learning_rate: float = 0.02):
+    r"""Joint posterior mode of the population latents and every subject's :math:`(\tau_i, \xi_i)`.
+
+    Maximises :math:`\sum_i \log p(y_i \mid z_i, w) + \log p(z_i)` over :math:`(w, z)` by Adam,
+    with the individual standard deviations held at ``theta``'s and the noise profiled out
+    (:math:`\sigma_k^2` = mean squared residual) at every step. A cheap, deterministic start for
+    SAEM close to the maximum along the weakly identified directions (the reference time
+    against the positions), which the stochastic algorithm would otherwise cross slowly.
+    Returns ``(population, individual, noise_std)``.
+    """
+    import optax
+
+    flat, unravel = ravel_pytree(theta.population)
+    n_obs = jnp.maximum(jnp.sum(data.mask, axis=(0, 1)), 1.0)
+
+    def loss(params, noise):
+        w, z = params
+        th = theta._replace(population=unravel(w), noise_std=noise)
+        ll = M.subject_loglik(kind, data, th, th.population, z[:, 0], z[:, 1])
+        return -(jnp.sum(ll) + jnp.sum(M.individual_logprior(th, z[:, 0], z[:, 1]))) / jnp.sum(n_obs)
+
+    def noise_of(params):
+        w, z = params
+        res2 = jnp.sum(M.residual_squares(kind, data, unravel(w), z[:, 0], z[:, 1]), axis=0)
+        return jnp.sqrt(jnp.maximum(res2 / n_obs, 1e-12))
+
+    optimiser = optax.adam(learning_rate)
+
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(loss)(params, jax.lax.stop_gradient(noise_of(params)))
+        updates, state = optimiser.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    params = (flat, individual)
+    (params, _), _ = jax.lax.scan(step, (params, optimiser.init(params)), None, length=n_steps)
+    return unravel(params[0]), params[1], noise_of(params)

@@ -181,6 +181,20 @@ class ProgressionModel(ParamsMixin):
         individual = jnp.stack([jnp.asarray(tau_i), jnp.zeros(ld.n_subjects)], axis=1)
         return theta, individual, self._population_std(pop_std, len(p) if kind == "logistic" else len(position))
 
+    def _refine_start(self, data, theta, individual):
+        """Move the data-driven start to the joint posterior mode (:func:`._inference.joint_map`)."""
+        population, z, noise = _joint_map_jit(self.model, data, theta, individual)
+        ok = bool(np.all(np.isfinite(np.asarray(z)))) and all(
+            np.all(np.isfinite(np.asarray(x))) for x in population
+        )
+        if not ok:  # keep the simpler start rather than fail
+            return theta, individual
+        z = np.asarray(z)
+        spread = np.maximum(z.std(axis=0), [0.1 * float(theta.tau_std), 0.1])
+        theta = theta._replace(population=population, noise_std=jnp.maximum(noise, 1e-6),
+                               tau_std=jnp.asarray(spread[0]), xi_std=jnp.asarray(max(spread[1], 0.1)))  # fmt: skip
+        return theta, jnp.asarray(z)
+
     def _population_std(self, default, n_features):
         user = self.population_prior_std or {}
         unknown = set(user) - {"t0", "position", "speed"}
@@ -230,6 +244,7 @@ class ProgressionModel(ParamsMixin):
                             bounds=_BOUNDS[self.model])  # fmt: skip
         data = self._arrays(ld)
         theta, individual, pop_std = self._initial(ld)
+        theta, individual = self._refine_start(data, theta, individual)
         hyper = self._hyper(pop_std, ld.n_features)
         family = M.ProgressionFamily(self.model)
         saem = SAEM(family, float(self.alpha), int(self.n_chains), int(self.n_mh_steps),
@@ -502,8 +517,13 @@ class ProgressionModel(ParamsMixin):
 
 
 @partial(jax.jit, static_argnames=("kind",))
+def _joint_map_jit(kind, data, theta, individual):
+    return I.joint_map(kind, data, theta, individual)
+
+
+@partial(jax.jit, static_argnames=("kind",))
 def _mode_jit(kind, data, theta, init):
-    return I.posterior_mode(kind, data, theta, theta.population, init)
+    return I.posterior_mode(kind, data, theta, theta.population, init, n_iter=200)
 
 
 @partial(jax.jit, static_argnames=("kind", "n_samples"))
