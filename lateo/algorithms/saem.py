@@ -42,9 +42,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..core.schedules import BurnInThenDecay
+from ..core.schedules import BurnInThenDecay, burn_in_then_decay
 from ..core.stats import stats_interpolate
-from ..inference.mcmc.kernels import adaptation_init, robbins_monro_update
+from ..inference.mcmc.kernels import robbins_monro_update
 
 
 class ChainState(NamedTuple):
@@ -53,7 +53,7 @@ class ChainState(NamedTuple):
     population: Any
     individual: jax.Array  # (N, q)
     individual_log_scale: jax.Array  # (N,)
-    population_adaptation: Any  # AdaptationState of the joint population proposal
+    population_log_scale: jax.Array  # () log of the population proposal's factor
     individual_acceptance: jax.Array  # (N,) running mean
     population_acceptance: jax.Array  # () running mean
     stats: Any
@@ -118,9 +118,7 @@ class SAEM:
 
     def step_size(self, k, hyper: SAEMHyper):
         r""":math:`\gamma_k = 1` for :math:`k \le K_1`, then :math:`(k - K_1)^{-\alpha}` (as :class:`lateo.core.BurnInThenDecay`)."""
-        k = jnp.asarray(k, hyper.burn_in.dtype)
-        after = jnp.maximum(k - hyper.burn_in, 1.0)
-        return jnp.where(k <= hyper.burn_in, 1.0, after ** (-self.alpha))
+        return burn_in_then_decay(k, hyper.burn_in, self.alpha)
 
     def make_hyper(self, family_hyper, burn_in, dtype=jnp.float64) -> SAEMHyper:
         BurnInThenDecay(int(burn_in), self.alpha)  # validates alpha and burn_in
@@ -141,8 +139,8 @@ class SAEM:
             base = ravel_pytree(hyper.family.population_std)[0]
             pop = unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(k2, flat.shape))
             dtype = individual.dtype
-            adaptation = adaptation_init(2.38 / jnp.sqrt(n_pop), n_pop, dtype)
-            return ChainState(pop, ind, jnp.zeros(n_subj, dtype), adaptation, jnp.zeros(n_subj, dtype),
+            log_scale = jnp.log(jnp.asarray(2.38 / jnp.sqrt(n_pop), dtype))
+            return ChainState(pop, ind, jnp.zeros(n_subj, dtype), log_scale, jnp.zeros(n_subj, dtype),
                               jnp.zeros((), dtype), stats0, ind)  # fmt: skip
 
         chains = jax.vmap(one)(jax.random.split(key, self.n_chains))
@@ -185,7 +183,7 @@ class SAEM:
         family = self.family
         flat, unravel = ravel_pytree(chain.population)
         base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
-        scale = jnp.exp(chain.population_adaptation.log_scale) * base
+        scale = jnp.exp(chain.population_log_scale) * base
         key_prop, key_acc = jax.random.split(key)
         proposal = unravel(flat + scale * jax.random.normal(key_prop, flat.shape, flat.dtype))
         ll_new = family.individual_loglik(data, theta, proposal, chain.individual)
@@ -245,17 +243,15 @@ class SAEM:
                               chain.individual_log_scale)  # fmt: skip
         flat_pop = ravel_pytree(chain.population)[0]
         pop_target = 0.44 if flat_pop.size == 1 else 0.234
-        adaptation = chain.population_adaptation
-        pop_adaptation = adaptation._replace(log_scale=jnp.where(
-            adapting, robbins_monro_update(adaptation.log_scale, k, acc_pop, pop_target), adaptation.log_scale
-        ))  # fmt: skip
+        pop_log_scale = jnp.where(adapting, robbins_monro_update(chain.population_log_scale, k, acc_pop, pop_target),
+                                  chain.population_log_scale)  # fmt: skip
         weight = 1.0 / jnp.minimum(k, 50).astype(acc_ind.dtype)  # running mean over the last ~50 iterations
         s_draw = family.sufficient_stats(data, chain.population, chain.individual)
         objective = family.complete_loglik(theta, hyper.family, s_draw, chain.population, chain.individual)
         return (
             chain._replace(
                 individual_log_scale=ind_scale,
-                population_adaptation=pop_adaptation,
+                population_log_scale=pop_log_scale,
                 individual_acceptance=chain.individual_acceptance + weight * (acc_ind - chain.individual_acceptance),
                 population_acceptance=chain.population_acceptance + weight * (acc_pop - chain.population_acceptance),
                 stats=stats_interpolate(chain.stats, s_draw, gamma),

@@ -73,6 +73,11 @@ class BurnInThenDecay:
             raise ValueError(f"burn_in must be >= 0, got {self.burn_in!r}.")
 
     def __call__(self, k):
-        k = jnp.asarray(k, dtype=float)
-        after = jnp.maximum(k - self.burn_in, 1.0)
-        return jnp.where(k <= self.burn_in, 1.0, after ** (-self.alpha))
+        return burn_in_then_decay(k, self.burn_in, self.alpha)
+
+
+def burn_in_then_decay(k, burn_in, alpha):
+    """``1`` for ``k <= burn_in``, then ``(k - burn_in)^-alpha``; ``burn_in`` may be a traced array."""
+    k = jnp.asarray(k, dtype=jnp.result_type(float))
+    after = jnp.maximum(k - burn_in, 1.0)
+    return jnp.where(k <= burn_in, 1.0, after ** (-alpha))
