@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-leaspy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/bench_gmm.py
+	$(PY) benchmarks/bench_hmm.py
+	$(PY) benchmarks/bench_mcmc.py
+
+# Leaspy pins torch<2.8, numpy<2 and pandas<3; installed this way it runs beside lateo's stack
+# (torch 2.13.0 CPU from local disk, no dependency resolution for leaspy and lifelines).
+bench-leaspy: $(VENV)/.test-installed
+	$(PY) -m pip install -q -e ".[bench]" "torch==2.13.0" statsmodels
+	$(PY) -m pip install -q --no-deps leaspy lifelines autograd autograd-gamma formulaic interface_meta wrapt
+	$(PY) benchmarks/bench_saem.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .jax_cache demo-output
