@@ -301,22 +301,3 @@ class ProgressionFamily:
 
     def theta_vector(self, theta: Theta):
         return theta_vector(theta)
-
-
-def simulate(kind, theta: Theta, times, rng: np.random.Generator):
-    """Draw individual parameters and noisy observations at ``times`` ``(N, V)`` from the model.
-
-    Population latents are set to their means (:math:`s \\to 0`). Returns
-    ``(values (N, V, K), tau (N,), xi (N,))``; logistic values are clipped to
-    the open interval (0, 1) as real scores are.
-    """
-    n = times.shape[0]
-    tau = rng.normal(0.0, float(theta.tau_std), n)
-    xi = rng.normal(0.0, float(theta.xi_std), n)
-    pop = Population(*(np.asarray(x, float) for x in theta.population))
-    mean = np.asarray(predict(kind, jnp.asarray(times), Population(*map(jnp.asarray, pop)), jnp.asarray(tau),
-                              jnp.asarray(xi)))  # fmt: skip
-    values = mean + rng.normal(size=mean.shape) * np.asarray(theta.noise_std, float)
-    if kind == "logistic":
-        values = np.clip(values, 1e-4, 1 - 1e-4)
-    return values, tau, xi

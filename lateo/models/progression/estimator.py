@@ -179,7 +179,7 @@ class ProgressionModel(ParamsMixin):
         population = M.Population(jnp.asarray(t0), jnp.asarray(position), jnp.asarray(speed))
         theta = M.Theta(population, jnp.asarray(tau_std), jnp.asarray(0.5), jnp.asarray(np.maximum(0.5 * y_sd, 1e-3)))
         individual = jnp.stack([jnp.asarray(tau_i), jnp.zeros(ld.n_subjects)], axis=1)
-        return theta, individual, self._population_std(pop_std, len(p) if kind == "logistic" else len(position))
+        return theta, individual, self._population_std(pop_std)
 
     def _refine_start(self, data, theta, individual):
         """Move the data-driven start to the joint posterior mode (:func:`._inference.joint_map`)."""
@@ -195,7 +195,7 @@ class ProgressionModel(ParamsMixin):
                                tau_std=jnp.asarray(spread[0]), xi_std=jnp.asarray(max(spread[1], 0.1)))  # fmt: skip
         return theta, jnp.asarray(z)
 
-    def _population_std(self, default, n_features):
+    def _population_std(self, default):
         user = self.population_prior_std or {}
         unknown = set(user) - {"t0", "position", "speed"}
         if unknown:
