@@ -61,7 +61,7 @@ def test_individual_parameters_recovered(kind):
     model, truth = fitted(kind, 500)
     est = model.individual_parameters_.loc[truth.index]
     assert np.corrcoef(est["tau"], truth["tau"])[0, 1] > 0.9
-    assert np.corrcoef(est["xi"], truth["xi"])[0, 1] > (0.9 if kind == "linear" else 0.8)
+    assert np.corrcoef(est["xi"], truth["xi"])[0, 1] > 0.9
     np.testing.assert_allclose(est["alpha"], np.exp(est["xi"]))
 
 
@@ -110,9 +110,10 @@ def test_population_parameters_within_three_standard_errors(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["linear1", "logistic"])
+@pytest.mark.parametrize("name", ["linear1", "logistic", "linear", "logistic3"])
 def test_large_cohort_within_three_standard_errors_and_closer(name):
-    """N = 2,000 (univariate): within 3 standard errors, and closer to the truth than N = 100 on average."""
+    """N = 2,000 (univariate and 3 features): within 3 standard errors at N = 2,000 and N = 100, and
+    closer to the truth at N = 2,000 on average."""
     errors_large = assert_within_three_se(name, 2000)
     errors_small = assert_within_three_se(name, 100)
     assert np.mean(errors_large / (np.abs(truth_vector(name)) + 1e-3)) < np.mean(
