@@ -5,7 +5,7 @@ Each iteration :math:`k`:
 1. **Simulation.** Starting from the previous draw, a few Metropolis-within-
    Gibbs sweeps of :math:`p(z \mid y; \theta_k)`: every subject's block
    :math:`z_i = (\tau_i, \xi_i)` by a random-walk step (the subjects are
-   independent given the population latents, so this is one vmapped step),
+   independent given the population latents, so this is one vectorised step),
    then the population latents jointly, then the model's exact symmetry
    moves. Proposal scales are adapted per subject by Robbins-Monro toward a
    target acceptance (0.3, inside the seed's 20-60 %), and the population
