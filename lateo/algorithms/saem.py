@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..core.schedules import BurnInThenDecay, burn_in_then_decay
 from ..core.stats import stats_interpolate
-from ..inference.mcmc.kernels import robbins_monro_update
+from ..inference.mcmc.kernels import robbins_monro_update, select_tree
 
 
 class ChainState(NamedTuple):
@@ -191,7 +191,7 @@ class SAEM:
         log_ratio = log_ratio - jnp.sum(loglik) - family.population_logprior(theta, hyper.family, chain.population)
         log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
         accept = jnp.log(jax.random.uniform(key_acc, (), flat.dtype)) < log_ratio
-        population = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), proposal, chain.population)
+        population = select_tree(accept, proposal, chain.population)
         return population, jnp.exp(jnp.minimum(log_ratio, 0.0)), jnp.where(accept, ll_new, loglik)
 
     def population_scale(self, k, hyper: SAEMHyper):

@@ -408,17 +408,13 @@ def _chain(plan, fn, adapt, buffer_len, key, state, astate, start, n_steps, targ
             collect = (t >= collect_from) & (t < collect_to)
             astate = K.adaptation_update(astate, flat, info.acceptance_probability, target, collect)
             closed = K.end_window(K.pool_moments(astate, _AXIS))
-            astate = _select_tree(jnp.any(window_ends == t + 1), closed, astate)
+            astate = K.select_tree(jnp.any(window_ends == t + 1), closed, astate)
         else:
             pos_buf = pos_buf.at[i].set(ravel_pytree(state.position)[0])
             ld_buf = ld_buf.at[i].set(state.logdensity)
         return state, astate, acc_buf, pos_buf, ld_buf
 
     return jax.lax.fori_loop(0, n_steps, body, (state, astate, acc_buf, pos_buf, ld_buf))
-
-
-def _select_tree(flag, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
 @partial(jax.jit, static_argnames=("plan", "logdensity_fn", "adapt"))
@@ -626,15 +622,19 @@ def sample(
     return result
 
 
+def _named_params(kernel: str, params) -> dict:
+    """A kernel's parameters as ``{name: numpy array}`` (RWM has a single one, not a tuple)."""
+    params = (params,) if kernel == "rwm" else params
+    return {n: np.asarray(v) for n, v in zip(_SPECS[kernel].param_names, params)}
+
+
 def _final_params(plan, astates):
     """The frozen kernel parameters per chain, as numpy arrays (per block for Gibbs)."""
     params = jax.vmap(partial(plan.params, frozen=True))(astates)
     if not plan.blocks:
-        params = (params,) if plan.kernel == "rwm" else params
-        return {n: np.asarray(v) for n, v in zip(plan.spec.param_names, params)}
-    out = {}
-    for label, (_, block), p in zip(plan.kernel.labels(), plan.blocks, params):
-        if block.sampler is None:
-            names = _SPECS[block.kernel].param_names
-            out[label] = {n: np.asarray(v) for n, v in zip(names, (p,) if block.kernel == "rwm" else p)}
-    return out
+        return _named_params(plan.kernel, params)
+    return {
+        label: _named_params(block.kernel, p)
+        for label, (_, block), p in zip(plan.kernel.labels(), plan.blocks, params)
+        if block.sampler is None
+    }

@@ -92,7 +92,8 @@ def _mh_accept(key, log_ratio):
     return MHInfo(prob, accepted)
 
 
-def _select(accepted, new, old):
+def select_tree(accepted, new, old):
+    """``new`` where ``accepted`` (a boolean scalar), else ``old``, leaf by leaf of two pytrees."""
     return jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b), new, old)
 
 
@@ -138,7 +139,7 @@ def rwm_step(key: jax.Array, state: RWMState, logdensity_fn, scale: jax.Array) -
     proposal = unravel(flat + step)
     logdensity = _safe(logdensity_fn(proposal))
     info = _mh_accept(key_acc, logdensity - state.logdensity)
-    new = _select(info.is_accepted, RWMState(proposal, logdensity), state)
+    new = select_tree(info.is_accepted, RWMState(proposal, logdensity), state)
     return new, info
 
 
@@ -222,7 +223,7 @@ def mala_step(
     key_prop, key_acc = jax.random.split(key)
     proposal, log_ratio = _langevin_move(key_prop, state, logdensity_fn, step_size, scale_tril)
     info = _mh_accept(key_acc, log_ratio)
-    return _select(info.is_accepted, proposal, state), info
+    return select_tree(info.is_accepted, proposal, state), info
 
 
 ula_init = mala_init
@@ -248,7 +249,7 @@ def ula_step(
     log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
     prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
     accepted = jnp.isfinite(proposal.logdensity)
-    return _select(accepted, proposal, state), MHInfo(prob, accepted)
+    return select_tree(accepted, proposal, state), MHInfo(prob, accepted)
 
 
 # ----------------------------------------------------------------------------- HMC
@@ -346,7 +347,7 @@ def hmc_step(
     x1, p1, logdensity, grad1 = _leapfrog(flat_vg, flat, p0, grad, eps, velocity, num_integration_steps)
     info = _mh_accept(key_acc, (logdensity - kinetic(p1)) - (state.logdensity - kinetic(p0)))
     proposal = GradientState(unravel(x1), logdensity, unravel(grad1))
-    return _select(info.is_accepted, proposal, state), info
+    return select_tree(info.is_accepted, proposal, state), info
 
 
 # ----------------------------------------------------------------------------- NUTS (BlackJAX)

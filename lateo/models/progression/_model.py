@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...inference.mcmc.kernels import select_tree
+
 MODELS = ("linear", "logistic")
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -256,7 +258,7 @@ class ProgressionFamily:
         shifted = population._replace(t0=population.t0 + delta)
         proposal = log_prior(shifted, tau - delta, xi)
         accept = jnp.log(jax.random.uniform(u_shift, dtype=tau.dtype)) < proposal - current
-        population = Population(*(jnp.where(accept, a, b) for a, b in zip(shifted, population)))
+        population = select_tree(accept, shifted, population)
         tau = jnp.where(accept, tau - delta, tau)
         current = jnp.where(accept, proposal, current)
 
@@ -269,7 +271,7 @@ class ProgressionFamily:
             log_jacobian = 0.0
         proposal = log_prior(scaled, tau, xi - eta)
         accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal + log_jacobian - current
-        population = Population(*(jnp.where(accept, a, b) for a, b in zip(scaled, population)))
+        population = select_tree(accept, scaled, population)
         xi = jnp.where(accept, xi - eta, xi)
         current = jnp.where(accept, proposal, current)
 
@@ -288,7 +290,7 @@ class ProgressionFamily:
         ll_new = subject_loglik(self.kind, data, theta, ridged, tau_new, xi)
         log_ratio = jnp.sum(ll_new) + log_prior(ridged, tau_new, xi) - jnp.sum(loglik) - current
         accept = jnp.log(jax.random.uniform(u_ridge, dtype=tau.dtype)) < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
-        population = Population(*(jnp.where(accept, a, b) for a, b in zip(ridged, population)))
+        population = select_tree(accept, ridged, population)
         tau = jnp.where(accept, tau_new, tau)
         return population, jnp.stack([tau, xi], axis=-1), jnp.where(accept, ll_new, loglik)
 

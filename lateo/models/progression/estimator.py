@@ -432,24 +432,27 @@ class ProgressionModel(ParamsMixin):
         Laplace scale), the population latents at their fitted means. With ``return_se`` also
         returns the Monte Carlo standard error.
         """
+        total, se, _ = self._loglik(df, n_samples, random_state)
+        return (total, se) if return_se else total
+
+    def _loglik(self, df, n_samples, random_state):
+        """Total log-likelihood, its Monte Carlo standard error, and the number of subjects."""
         n_samples = check_int(n_samples, name="n_samples", low=10)
-        _, data, theta, mode, cov = self._modes(df)
+        ld, data, theta, mode, cov = self._modes(df)
         per_subject, se = _loglik_jit(check_random_key(random_state), self.model, data, theta, mode, cov, n_samples)
-        total = float(jnp.sum(per_subject))
-        return (total, float(jnp.sqrt(jnp.sum(se**2)))) if return_se else total
+        return float(jnp.sum(per_subject)), float(jnp.sqrt(jnp.sum(se**2))), ld.n_subjects
 
     def _n_params(self):
         return len(self.params_)
 
-    def aic(self, df, **kwargs):
-        """Akaike's criterion :math:`-2 \log L + 2 p` with the importance-sampled likelihood."""
-        return -2.0 * self.loglikelihood(df, **kwargs) + 2.0 * self._n_params()
+    def aic(self, df, n_samples=1000, random_state=None):
+        r"""Akaike's criterion :math:`-2 \log L + 2 p` with the importance-sampled likelihood."""
+        return -2.0 * self.loglikelihood(df, n_samples, random_state) + 2.0 * self._n_params()
 
-    def bic(self, df, **kwargs):
-        """Schwarz's criterion :math:`-2 \log L + p \log N`, N the number of subjects."""
-        n_subjects = from_dataframe(df, features=self._frame_features(df), id_col=self.id_col,
-                                    time_col=self.time_col).n_subjects  # fmt: skip
-        return -2.0 * self.loglikelihood(df, **kwargs) + self._n_params() * np.log(n_subjects)
+    def bic(self, df, n_samples=1000, random_state=None):
+        r"""Schwarz's criterion :math:`-2 \log L + p \log N`, N the number of subjects."""
+        total, _, n_subjects = self._loglik(df, n_samples, random_state)
+        return -2.0 * total + self._n_params() * np.log(n_subjects)
 
     def standard_errors(self, df, n_samples=500, random_state=None, method="empirical"):
         r"""Standard errors of the population parameters from the Fisher information.
