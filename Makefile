@@ -29,6 +29,11 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_gmm.py
 	$(PY) benchmarks/bench_hmm.py
 	$(PY) benchmarks/bench_mcmc.py
+	$(PY) benchmarks/bench_vi.py
+	$(PY) benchmarks/bench_bgmm.py
+	$(PY) benchmarks/bench_online_em.py
+	$(PY) -m pip install -q -e ".[dask]"
+	$(PY) benchmarks/bench_scaling.py
 
 # Leaspy pins torch<2.8, numpy<2 and pandas<3; installed this way it runs beside lateo's stack
 # (torch 2.13.0 CPU from local disk, no dependency resolution for leaspy and lifelines).

@@ -77,11 +77,12 @@ def _choose_subjects(model, frame, ids, max_subjects):
 
 def _population_curve(model, times):
     """``(T, K)`` values of the population curves at the average subject (tau = 0, xi = 0)."""
+    import jax
     import jax.numpy as jnp
 
     from .models.progression import _model as M
 
-    population = M.Population(*(jnp.asarray(x) for x in model.theta_.population))
+    population = jax.tree_util.tree_map(jnp.asarray, model.theta_.population)
     zero = jnp.zeros(1)
     return np.asarray(M.predict(model.model, jnp.asarray(times)[None, :], population, zero, zero))[0]
 

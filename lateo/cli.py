@@ -589,6 +589,8 @@ def _write_csv(frame, out: Path | None, message: str) -> None:
 @click.option("--n-iter", type=click.IntRange(min=1), help="SAEM iterations (default: the estimator's, 1000).")
 @click.option("--chains", type=click.IntRange(min=1), help="MCMC chains (default 2; R-hat needs at least 2).")
 @click.option("--burn-in", type=click.IntRange(min=0), help="Burn-in iterations (default: half of --n-iter).")
+@click.option("--sources", type=click.IntRange(min=0),
+              help="Independent sources of space shifts (several features; at most features - 1; default 0).")
 @click.option("--random-state", type=click.IntRange(min=0), help="Seed, for reproducible fits.")
 @click.option("--features", help="Comma-separated feature columns (default: every column but ID and TIME).")
 @click.option("--id-col", default="ID", show_default=True, help="Column naming each row's subject.")
@@ -599,7 +601,8 @@ def _write_csv(frame, out: Path | None, message: str) -> None:
 )
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also save the spaghetti plot (PNG).")
 @_clean_errors
-def fit_progression(data, model_kind, n_iter, chains, burn_in, random_state, features, id_col, time_col, out, plot):
+def fit_progression(data, model_kind, n_iter, chains, burn_in, sources, random_state, features, id_col, time_col, out,
+                    plot):  # fmt: skip
     """Fit a disease-progression model (MCMC-SAEM) to the long table DATA and save it to --out.
 
     DATA has one row per visit: a subject ID column, a TIME column and one
@@ -608,7 +611,7 @@ def fit_progression(data, model_kind, n_iter, chains, burn_in, random_state, fea
     from lateo import _cli_progression as progression
 
     progression.fit_progression(data, _read_table(data), model_kind, n_iter, chains, burn_in, random_state, out,
-                                features, id_col, time_col, plot)  # fmt: skip
+                                features, id_col, time_col, plot, n_sources=sources)  # fmt: skip
 
 
 @main.command()
@@ -634,6 +637,10 @@ def simulate(model_path, subjects, visits, random_state, out, truth):
     if truth is not None:
         _console(stderr=True).print(f"Wrote the true individual parameters to {truth}")
 
+
+from lateo._cli_vae import fit_vae  # noqa: E402  (the `lateo fit vae` command)
+
+fit.add_command(fit_vae)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

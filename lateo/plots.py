@@ -17,7 +17,8 @@ import numpy as np
 
 __all__ = [
     "plot_convergence", "plot_hmm", "plot_individual_parameters", "plot_logistic", "plot_mixture",
-    "plot_progression", "plot_saem_traces",
+    "plot_progression", "plot_saem_traces", "plot_vae_latent", "plot_vae_reconstructions", "plot_vae_samples",
+    "plot_vae_training",
 ]
 
 _SIGMAS = (1.0, 2.0)
@@ -458,4 +459,10 @@ from ._plots_progression import (  # noqa: E402  (re-export; progression-model f
     plot_individual_parameters,
     plot_progression,
     plot_saem_traces,
+)
+from ._plots_vae import (  # noqa: E402  (re-export; VAE figures)
+    plot_vae_latent,
+    plot_vae_reconstructions,
+    plot_vae_samples,
+    plot_vae_training,
 )

@@ -11,6 +11,7 @@ combination p_k - v_k t0 that the data pin down.
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def test_individual_parameters_recovered(kind):
 
 def truth_vector(name):
     kind, theta, _ = SPECS[name]
-    pop = M.Population(*(np.asarray(x, float) for x in theta.population))
+    pop = jax.tree_util.tree_map(lambda x: np.asarray(x, float), theta.population)
     vec = np.array(M.theta_vector(M.Theta(pop, np.asarray(theta.tau_std), np.asarray(theta.xi_std),
                                           np.asarray(theta.noise_std))))  # fmt: skip
     if kind == "logistic":  # reported on the natural scale: g and v
@@ -81,7 +82,7 @@ def effective_noise(name, n):
     kind, theta, features = SPECS[name]
     df, truth = cohort(name, n, 0)
     times = df["TIME"].to_numpy().reshape(n, -1)
-    pop = M.Population(*(jnp.asarray(x) for x in theta.population))
+    pop = jax.tree_util.tree_map(jnp.asarray, theta.population)
     curve = np.asarray(M.predict(kind, jnp.asarray(times), pop, jnp.asarray(truth["tau"].to_numpy()),
                                  jnp.asarray(truth["xi"].to_numpy())))  # fmt: skip
     return (df[features].to_numpy().reshape(curve.shape) - curve).reshape(-1, len(features)).std(axis=0)
@@ -250,7 +251,7 @@ def test_m_step_is_the_closed_form_maximiser():
     pop = LINEAR.population
     tau, xi = jnp.asarray(truth["tau"].to_numpy()), jnp.asarray(truth["xi"].to_numpy())
     hyper = M.Hyper(M.Population(jnp.asarray(1.0), jnp.ones(3), jnp.ones(3)), jnp.zeros(3), jnp.ones(5), jnp.asarray(0.0))
-    stats = M.sufficient_stats("linear", data, M.Population(*map(jnp.asarray, pop)), tau, xi)
+    stats = M.sufficient_stats("linear", data, jax.tree_util.tree_map(jnp.asarray, pop), tau, xi)
     theta = M.m_step(stats, hyper)
     best = M.complete_loglik(theta, hyper, stats, stats.population)
     for field in ("tau_std", "xi_std", "noise_std"):

@@ -227,3 +227,12 @@ def test_unsupported_pandas_values_warn_and_are_skipped(tmp_path):
         save_model(model, tmp_path / "skip.npz")
     loaded = load_model(tmp_path / "skip.npz")
     assert not hasattr(loaded, "cat_") and not hasattr(loaded, "mixed_")
+
+
+def test_sources_option(runner, csv, workdir):
+    """--sources reaches the estimator: two features allow one source, not two (a clean error; fits with
+    sources are tested in test_progression_sources.py)."""
+    base = ["fit", "progression", str(csv), "--features", "memory,motor", "--id-col", "subject", "--time-col", "age"]
+    bad = runner.invoke(main, [*base, "--sources", "2", "--out", str(workdir / "s2.npz")])
+    assert bad.exit_code == 1 and "n_sources must be at most" in bad.output and "Traceback" not in bad.output
+    assert not (workdir / "s2.npz").exists()

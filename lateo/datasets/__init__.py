@@ -8,6 +8,8 @@ load_old_faithful
 
 load_nile
     Annual flow of the Nile at Aswan, 1871-1970 (a change in level after 1898).
+load_digits
+    The 8x8 handwritten digits (1,797 images, pixels scaled to [0, 1]) and their labels.
 load_challenger_orings
     The 23 space-shuttle flights before Challenger: launch temperature and
     any thermal distress of the field O-rings (Bayesian logistic regression).
@@ -25,9 +27,10 @@ from importlib import resources
 
 import numpy as np
 
+from lateo.datasets.digits import load_digits
 from lateo.datasets.simulate import make_gaussian_mixture
 
-__all__ = ["load_challenger_orings", "load_nile", "load_old_faithful", "make_gaussian_mixture"]
+__all__ = ["load_challenger_orings", "load_digits", "load_nile", "load_old_faithful", "make_gaussian_mixture"]
 
 _DATA_PACKAGE = "lateo.datasets"
 

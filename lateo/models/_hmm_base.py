@@ -24,7 +24,10 @@ from ..core import loop
 from ..core.progress import check_progress
 from ..core.sequences import bucket_sequences, split_sequences, unbucket
 from ._base import ParamsMixin, check_is_fitted
+from ..algorithms import distributed
+from ..algorithms.online_em import as_stream
 from ._hmm_em import HiddenMarkovEM, HMMHyper, HMMParams, posterior_batch, sample_hmm, viterbi_batch
+from ._hmm_online import OnlineHMMMixin
 
 _ATTRIBUTE_OF = {"s": "startprob_", "t": "transmat_"}
 
@@ -42,7 +45,7 @@ def check_stochastic(value, name: str, shape) -> np.ndarray:
     return arr
 
 
-class BaseHMM(ParamsMixin):
+class BaseHMM(OnlineHMMMixin, ParamsMixin):
     """Shared machinery of lateo's HMM estimators (not used directly)."""
 
     _estimator_type = "density_estimator"
@@ -97,13 +100,34 @@ class BaseHMM(ParamsMixin):
         trans = np.broadcast_to(np.asarray(self.transmat_prior, np.float64), (k, k))
         return HMMHyper(jnp.asarray(start, dtype), jnp.asarray(trans, dtype), self._emission_hyper(X, dtype))
 
-    def fit(self, X, lengths=None):
+    def fit(self, X, lengths=None, *, algorithm=None, batch_size=None, client=None):
         """Estimate the parameters by Baum-Welch (EM); returns ``self``.
 
         ``X``: concatenated sequences (n_samples, n_features) with ``lengths``,
-        or a list of sequences.
+        or a list of sequences, or (online EM) a stream of chunks of
+        sequences (:mod:`lateo.models._hmm_online`). ``algorithm`` ("batch"
+        or "online": the EM variant, not the decoder) and ``batch_size``
+        (sequences per minibatch) override ``em_algorithm`` and
+        ``batch_size`` where the estimator has them.
+
+        A Dask bag of sequences (or a list of ``dask.delayed`` sequences) is
+        fitted by distributed Baum-Welch on the workers of ``client``
+        (default: the active ``dask.distributed`` Client); see
+        :mod:`lateo.algorithms.distributed`.
         """
         self._validate_hyperparameters()
+        algorithm, batch_size, schedule = self._online_options(algorithm, batch_size)
+        if distributed.is_dask_input(X):
+            if lengths is not None or algorithm != "batch":
+                raise ValueError("Dask input to an HMM is a bag (or delayed list) of whole sequences, fitted by "
+                                 "batch Baum-Welch: pass lengths=None and algorithm='batch'.")
+            return distributed.fit_sequences(self, X, client=client)
+        if algorithm == "online" or as_stream(X) is not None:
+            if algorithm == "batch":
+                raise ValueError("a stream of chunks is fitted by online EM: pass algorithm='online'.")
+            return self._fit_online(X, lengths, batch_size, schedule)
+        self.__dict__.pop("_online_", None)
+        self.__dict__.pop("n_steps_", None)
         seqs = self._sequences(X, lengths)
         dtype = resolve_dtype(self.dtype)
         shift = self._shift(seqs)
@@ -118,15 +142,19 @@ class BaseHMM(ParamsMixin):
         state = loop.init(model, params0, buckets.batches, hyper, loop_key)
         result = loop.run(model, state, buckets.batches, hyper, max_iter=self.n_iter, tol=self.tol,
                           progress=self.progress, description=type(self).__name__)
-        params = jax.device_get(loop.final(result.state))
+        self._store_fit(loop.final(result.state), shift, result.converged, result.n_iter, result.history,
+                        seqs[0].shape[1])
+        return self
+
+    def _store_fit(self, params, shift, converged, n_iter, history, n_features) -> None:
+        params = jax.device_get(params)
         self.startprob_ = np.asarray(params.startprob, np.float64)
         self.transmat_ = np.asarray(params.transmat, np.float64)
         self._store_emission(params.emission, shift)
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        self.lower_bounds_ = np.asarray(result.history, np.float64)
-        self.n_features_in_ = int(seqs[0].shape[1])
-        return self
+        self.converged_ = bool(converged)
+        self.n_iter_ = int(n_iter)
+        self.lower_bounds_ = np.asarray(history, np.float64)
+        self.n_features_in_ = int(n_features)
 
     # ---------------------------------------------------------- scoring
     def _fitted_params(self, shift, dtype) -> HMMParams:

@@ -106,6 +106,13 @@ class GaussianMixtureEM:
         stats, log_lik = e_step(params, data, self.covariance_type)
         return stats, objective(params, log_lik, data.n_samples, hyper, self.covariance_type)
 
+    def log_prior(self, params, hyper: MixtureHyper):
+        """``log p(theta)`` of the conjugate prior (0 for maximum likelihood)."""
+        if hyper.prior is None:
+            return jnp.zeros((), params.weights.dtype)
+        return conjugate.log_prior(params.weights, params.means, params.precisions_cholesky, hyper.prior,
+                                   self.covariance_type)
+
     def m_step(self, stats, hyper: MixtureHyper, previous=None):
         del previous  # the mixture's M-step needs only the statistics
         return m_step(stats, hyper, self.covariance_type)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._config import resolve_dtype
 from .._validation import check_array, check_float, check_int, check_option, check_random_key
+from ..algorithms import distributed, online_em
 from ..core import loop
 from ..core.blocks import choose_block_size, make_blocks
 from ..core.progress import check_progress
@@ -26,9 +27,10 @@ from ..families import gaussian
 from . import _mixture_init
 from ._base import ParamsMixin, check_is_fitted, feature_names
 from ._mixture_em import GaussianMixtureEM, MixtureHyper, MixtureParams, label_rows, score_rows
+from ._online import OnlineRowsMixin
 
 
-class GaussianMixture(ParamsMixin):
+class GaussianMixture(OnlineRowsMixin, ParamsMixin):
     """Gaussian mixture fitted by (MAP-)EM on the lateo statistics loop.
 
     Parameters
@@ -63,6 +65,18 @@ class GaussianMixture(ParamsMixin):
         Working precision (see :mod:`lateo._config`).
     progress : {"auto", True, False}, default="auto"
         Progress bar between jitted chunks of iterations.
+    em_algorithm : {"batch", "online"}, default="batch"
+        ``"batch"``: exact EM. ``"online"``: online EM (Cappé & Moulines
+        2009; :mod:`lateo.algorithms.online_em`) on minibatches of
+        ``batch_size`` rows, ``max_iter`` passes at most (reshuffled), stopping
+        when the pass-mean objective changes by less than ``tol``. ``fit``'s
+        ``algorithm`` argument overrides it for one call.
+    batch_size : int, default=1024
+        Rows per online-EM minibatch (``fit``'s ``batch_size`` overrides it).
+    step_size : schedule, optional
+        ``gamma_k`` of online EM: ``None`` is ``BurnInThenDecay(20, 0.6)``
+        (``gamma_k = 1`` for 20 steps, then ``(k - 20)^-0.6``);
+        ``lateo.core.schedules.Constant()`` is ``gamma = 1``.
 
     Attributes
     ----------
@@ -71,9 +85,13 @@ class GaussianMixture(ParamsMixin):
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Objective of the best run at its last E-step (scikit-learn's meaning).
+        Objective of the best run at its last E-step (scikit-learn's meaning);
+        online EM: the minibatch-weighted mean objective of the last pass.
     lower_bounds_ : ndarray
-        That run's objective at every iteration.
+        That run's objective at every iteration (online EM: every pass;
+        ``partial_fit``: every call, the objective of its minibatch).
+    n_steps_ : int
+        Online EM: minibatch steps taken.
     n_features_in_ : int
     """
 
@@ -97,11 +115,14 @@ class GaussianMixture(ParamsMixin):
         prior=None,
         dtype="float64",
         progress="auto",
+        em_algorithm="batch",
+        batch_size=1024,
+        step_size=None,
     ):
         self._store_init_args(locals())
 
     # ------------------------------------------------------------------ fit
-    def _validate_hyperparameters(self, n_samples: int) -> None:
+    def _validate_hyperparameters(self, n_samples) -> None:
         check_int(self.n_components, name="n_components", low=1, high=n_samples)
         check_option(self.covariance_type, name="covariance_type", options=gaussian.COVARIANCE_TYPES)
         check_option(self.init_params, name="init_params", options=_mixture_init.INIT_METHODS)
@@ -111,14 +132,45 @@ class GaussianMixture(ParamsMixin):
         check_int(self.n_init, name="n_init", low=1)
         check_progress(self.progress)
 
-    def fit(self, X, y=None):
-        """Estimate the parameters by EM; returns ``self``."""
-        self.fit_predict(X, y)
-        return self
+    def fit(self, X, y=None, *, algorithm=None, batch_size=None, client=None):
+        """Estimate the parameters by EM; returns ``self``.
+
+        ``X`` is an array, or a stream of chunks too large for memory (a
+        callable returning a fresh iterator of 2-D arrays, an iterator, or a
+        :class:`lateo.algorithms.online_em.ChunkStream`): exact EM over a
+        re-iterable stream sums the chunk statistics at every iteration,
+        online EM makes up to ``max_iter`` passes (one for an iterator).
+        Streams are initialised from their first chunk and use one
+        initialisation (``n_init`` ignored). ``algorithm`` ("batch" or
+        "online") and ``batch_size`` override ``em_algorithm`` and
+        ``batch_size`` for this call.
+
+        A Dask array or Dask DataFrame is fitted by distributed exact EM on
+        the workers of ``client`` (default: the active
+        ``dask.distributed`` Client); see :mod:`lateo.algorithms.distributed`.
+        """
+        del y
+        algorithm, batch_size, _ = self._online_options(algorithm, batch_size)
+        if distributed.is_dask_input(X):
+            if algorithm != "batch":
+                raise ValueError("online EM is not available for Dask input; use algorithm='batch' "
+                                 "(distributed exact EM).")
+            self._validate_hyperparameters(n_samples=None)
+            warm = self.warm_start and hasattr(self, "means_")
+            return distributed.fit_rows(self, X, client=client, n_init=1 if warm else self.n_init,
+                                        names=feature_names(X))
+        if algorithm == "batch" and online_em.as_stream(X) is None:
+            self.fit_predict(X)
+            return self
+        self._validate_hyperparameters(n_samples=None)
+        return self._fit_rows(X, algorithm, batch_size, feature_names(X))
 
     def fit_predict(self, X, y=None):
         """Fit, then return the component of each row of ``X`` (after a final E-step)."""
         del y
+        if self._online_options(None, None)[0] == "online":
+            return self.fit(X).predict(X)
+        self.__dict__.pop("_online_", None)
         names = feature_names(X)
         X = check_array(X, name="X")
         self._validate_hyperparameters(X.shape[0])
@@ -156,6 +208,34 @@ class GaussianMixture(ParamsMixin):
         self._store(result, shift, lower, names)
         # final E-step on the blocks already in memory, so labels match the parameters
         return np.asarray(label_rows(loop.final(result.state), blocks, cov_type)[: X.shape[0]])
+
+    # ------------------------------------------------------- online hooks
+    def _online_model(self):
+        d = getattr(self, "_online_features", 1)
+        width = d * (d + 1) // 2 if gaussian.uses_vech(self.covariance_type) else d
+        return GaussianMixtureEM(self.covariance_type), d + width + 3 * self.n_components
+
+    def _online_check_chunk(self, chunk, index):
+        name = "X" if index is None else f"chunk {index} of X"
+        rows = check_array(chunk, name=name)
+        self._online_features = rows.shape[1]
+        return rows
+
+    def _online_init(self, rows, key, dtype):
+        self._validate_hyperparameters(rows.shape[0])
+        shift = rows.mean(axis=0)
+        blocks = make_blocks(rows, self._block_size(rows.shape), shift=shift, dtype=dtype)
+        prior = _mixture_init.build_prior(self.prior, rows, shift, self.n_components, self.covariance_type, dtype)
+        hyper = MixtureHyper(jnp.asarray(self.reg_covar, dtype), prior)
+        if self.warm_start and hasattr(self, "means_"):
+            return self._centred_params(shift, dtype), shift, hyper
+        user_init = _mixture_init.check_user_init(self, rows.shape[1], dtype)
+        return _mixture_init.initial_params(self, key, blocks, user_init, shift, hyper), shift, hyper
+
+    def _online_store(self, params, shift, history, converged, n_iter, names):
+        state = loop.LoopState(params, None, None, None, None, None)
+        result = loop.LoopResult(state, np.asarray(history), bool(converged), int(n_iter))
+        self._store(result, shift, float(history[-1]) if len(history) else -np.inf, names)
 
     def _block_size(self, shape) -> int:
         n, d = shape

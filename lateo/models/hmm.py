@@ -93,6 +93,14 @@ class GaussianHMM(BaseHMM):
         max-shifted log-space recursions of :mod:`lateo.inference.hmm`.
     dtype : {"float64", "float32"}, default="float64"
     progress : {"auto", True, False}, default="auto"
+    em_algorithm : {"batch", "online"}, default="batch"
+        Baum-Welch or online EM over minibatches of sequences
+        (:mod:`lateo.models._hmm_online`); ``fit(..., algorithm=...)``
+        overrides it for one call (``algorithm`` above is the decoder).
+    batch_size : int, default=16
+        Sequences per online-EM minibatch.
+    step_size : schedule, optional
+        Online EM's ``gamma_k`` (``None``: 1 for 20 steps, then ``(k - 20)^-0.6``).
 
     Attributes
     ----------
@@ -124,6 +132,9 @@ class GaussianHMM(BaseHMM):
         implementation="log",
         dtype="float64",
         progress="auto",
+        em_algorithm="batch",
+        batch_size=16,
+        step_size=None,
     ):
         self._store_init_args(locals())
 

@@ -94,6 +94,10 @@ class CategoricalHMM(_DiscreteHMM):
         Accepted for hmmlearn compatibility (see :class:`lateo.models.hmm.GaussianHMM`).
     dtype : {"float64", "float32"}, default="float64"
     progress : {"auto", True, False}, default="auto"
+    em_algorithm, batch_size, step_size
+        Online EM over minibatches of sequences, as
+        :class:`lateo.models.hmm.GaussianHMM`; with a stream of chunks set
+        ``n_features`` (the symbols are resolved from the first chunk otherwise).
 
     Attributes
     ----------
@@ -114,7 +118,8 @@ class CategoricalHMM(_DiscreteHMM):
 
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="ste",
-                 init_params="ste", implementation="log", dtype="float64", progress="auto"):
+                 init_params="ste", implementation="log", dtype="float64", progress="auto", em_algorithm="batch",
+                 batch_size=16, step_size=None):  # fmt: skip
         self._store_init_args(locals())
 
     def _validate_hyperparameters(self):
@@ -122,11 +127,12 @@ class CategoricalHMM(_DiscreteHMM):
         if self.n_features is not None:
             check_int(self.n_features, name="n_features", low=1)
 
-    def fit(self, X, lengths=None):
-        """Baum-Welch on integer symbols ``X`` (n_samples, 1); returns ``self``."""
+    def fit(self, X, lengths=None, **kwargs):
+        """Baum-Welch (or online EM: ``algorithm``, ``batch_size``, as :meth:`BaseHMM.fit`) on integer
+        symbols ``X`` (n_samples, 1); returns ``self``."""
         self._n_symbols = None  # resolved from n_features, emissionprob_ or the data in _initial_emission
         try:
-            return super().fit(X, lengths)
+            return super().fit(X, lengths, **kwargs)
         finally:
             del self._n_symbols
 
@@ -205,7 +211,7 @@ class PoissonHMM(_DiscreteHMM):
     startprob_prior, transmat_prior : float or array, default=1.0
     lambdas_prior, lambdas_weight : float or array (K, D), default=0.0
         Gamma prior ``a`` (shape) and ``b`` (rate); 0, 0 = maximum likelihood.
-    algorithm, random_state, n_iter, tol, implementation, dtype, progress
+    algorithm, random_state, n_iter, tol, implementation, dtype, progress, em_algorithm, batch_size, step_size
         As for :class:`CategoricalHMM`.
     params, init_params : str, default="stl"
         Letters "s", "t" and "l" (``lambdas_``). Set ``lambdas_`` before
@@ -228,7 +234,8 @@ class PoissonHMM(_DiscreteHMM):
 
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="stl",
-                 init_params="stl", implementation="log", dtype="float64", progress="auto"):
+                 init_params="stl", implementation="log", dtype="float64", progress="auto", em_algorithm="batch",
+                 batch_size=16, step_size=None):  # fmt: skip
         self._store_init_args(locals())
 
     def _check_sequences(self, seqs):

@@ -36,11 +36,11 @@ from . import _model as M
 
 def log_joint(kind, data: M.Data, theta: M.Theta, population, z):
     """Per-subject :math:`\\log p(y_i, z_i)` with all constants, shape ``(N,)``."""
-    tau, xi = z[..., 0], z[..., 1]
-    res2 = M.residual_squares(kind, data, population, tau, xi)
-    n_obs = jnp.sum(data.mask, axis=-2)
+    tau, xi, sources = M.split_individual(z)
+    res2 = M.residual_squares(kind, data, population, tau, xi, sources)
+    n_obs = M.sum_visits(data.mask)
     noise = -0.5 * jnp.sum(n_obs * (M.LOG_2PI + 2 * jnp.log(theta.noise_std)) + res2 / theta.noise_std**2, axis=-1)
-    prior = -0.5 * ((tau / theta.tau_std) ** 2 + (xi / theta.xi_std) ** 2) - M.LOG_2PI
+    prior = M.individual_logprior(theta, tau, xi, sources) - 0.5 * z.shape[-1] * M.LOG_2PI
     prior = prior - jnp.log(theta.tau_std) - jnp.log(theta.xi_std)
     return noise + prior
 
@@ -134,15 +134,19 @@ def importance_loglik(key, kind, data, theta, population, mode, cov, n_samples: 
 
 
 def _phi(theta: M.Theta):
-    """Unconstrained parameter vector (population means, log standard deviations) and its inverse."""
-    flat_pop, unravel = ravel_pytree(theta.population)
+    """Unconstrained parameters in :func:`._model.theta_vector`'s order (t0, positions, speeds, log standard
+    deviations, betas) and the map back to :class:`._model.Theta`."""
+    pop = theta.population
+    flat_pop, unravel = ravel_pytree(pop._replace(betas=None))
+    flat_betas, unravel_betas = ravel_pytree(pop.betas)
     logs = jnp.concatenate([jnp.log(jnp.stack([theta.tau_std, theta.xi_std])), jnp.log(theta.noise_std)])
+    p, s = flat_pop.size, logs.size
 
     def to_theta(phi):
-        p = flat_pop.size
-        return M.Theta(unravel(phi[:p]), jnp.exp(phi[p]), jnp.exp(phi[p + 1]), jnp.exp(phi[p + 2 :]))
+        population = unravel(phi[:p])._replace(betas=unravel_betas(phi[p + s :]) if pop.betas is not None else None)
+        return M.Theta(population, jnp.exp(phi[p]), jnp.exp(phi[p + 1]), jnp.exp(phi[p + 2 : p + s]))
 
-    return jnp.concatenate([flat_pop, logs]), to_theta
+    return jnp.concatenate([flat_pop, logs, flat_betas]), to_theta
 
 
 def louis_information(kind, data, theta, draws):
@@ -173,7 +177,8 @@ def laplace_scores(kind, data, theta, mode):
     with the mode :math:`\hat z_i(\varphi)` written as one Newton step from the converged mode,
     which has the exact first derivative :math:`-H^{-1} \partial_\varphi \nabla_z` there (implicit
     function theorem). Deterministic: no Monte Carlo noise, which matters because the subjects'
-    scores are small differences along weakly identified directions. Shape ``(N, D)``.
+    scores are small differences along weakly identified directions. Returns the scores ``(N, D)``,
+    the subjects' Laplace log-marginals ``(N,)`` (without the :math:`\tfrac q2 \log 2\pi`) and :math:`\varphi`.
     """
     phi, to_theta = _phi(theta)
     mode = jax.lax.stop_gradient(mode)
@@ -187,18 +192,26 @@ def laplace_scores(kind, data, theta, mode):
         g, h = _grad_hess(fn, mode)
         z = mode - jnp.linalg.solve(h, g[..., None])[..., 0]
         _, h2 = _grad_hess(fn, z)
-        return fn(z) - 0.5 * jnp.linalg.slogdet(-h2)[1]
+        value = fn(z) - 0.5 * jnp.linalg.slogdet(-h2)[1]
+        return value, value
 
-    return jax.jacfwd(marginal)(phi), phi
+    scores, values = jax.jacfwd(marginal, has_aux=True)(phi)
+    return scores, values, phi
 
 
 def empirical_information(kind, data, theta, mode):
     r"""Empirical Fisher information :math:`\sum_i (\Delta_i - \bar\Delta)(\Delta_i - \bar\Delta)^\top`
     of the subjects' marginal scores :math:`\Delta_i` (Delattre & Kuhn 2019), here the Laplace
-    scores of :func:`laplace_scores`."""
-    delta, phi = laplace_scores(kind, data, theta, mode)
+    scores of :func:`laplace_scores`; also returns :math:`\varphi`, the summed score and the Laplace
+    log-likelihood (for the Laplace refinement of a fit)."""
+    delta, values, phi = laplace_scores(kind, data, theta, mode)
     centred = delta - delta.mean(axis=0)
-    return centred.T @ centred, phi
+    return centred.T @ centred, phi, delta.sum(axis=0), values.sum()
+
+
+def theta_from_phi(theta, phi):
+    """:class:`._model.Theta` at unconstrained parameters ``phi`` (the inverse of :func:`_phi`)."""
+    return _phi(theta)[1](phi)
 
 
 def joint_map(kind, data, theta, individual, n_steps: int = 500, learning_rate: float = 0.02):
@@ -219,12 +232,12 @@ def joint_map(kind, data, theta, individual, n_steps: int = 500, learning_rate: 
     def loss(params, noise):
         w, z = params
         th = theta._replace(population=unravel(w), noise_std=noise)
-        ll = M.subject_loglik(kind, data, th, th.population, z[:, 0], z[:, 1])
-        return -(jnp.sum(ll) + jnp.sum(M.individual_logprior(th, z[:, 0], z[:, 1]))) / jnp.sum(n_obs)
+        ll = M.subject_loglik(kind, data, th, th.population, *M.split_individual(z))
+        return -(jnp.sum(ll) + jnp.sum(M.individual_logprior(th, *M.split_individual(z)))) / jnp.sum(n_obs)
 
     def noise_of(params):
         w, z = params
-        res2 = jnp.sum(M.residual_squares(kind, data, unravel(w), z[:, 0], z[:, 1]), axis=0)
+        res2 = jnp.sum(M.residual_squares(kind, data, unravel(w), *M.split_individual(z)), axis=0)
         return jnp.sqrt(jnp.maximum(res2 / n_obs, 1e-12))
 
     optimiser = optax.adam(learning_rate)

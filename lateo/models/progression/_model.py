@@ -61,6 +61,7 @@ class Population(NamedTuple):
     t0: jax.Array
     position: jax.Array
     speed: jax.Array
+    betas: jax.Array | None = None  # (K - 1, Q) space-shift coefficients; None without sources
 
 
 class Theta(NamedTuple):
@@ -81,6 +82,7 @@ class Stats(NamedTuple):
     res2: jax.Array  # (K,)
     n_subjects: jax.Array
     n_obs: jax.Array  # (K,)
+    sources2: jax.Array  # sum of the squared sources (0 without sources)
 
 
 class Data(NamedTuple):
@@ -101,13 +103,48 @@ class Hyper(NamedTuple):
     map_shift: jax.Array  # c: 0 (ML) or 2 (MAP)
 
 
-def curve(kind: str, s, position, speed):
-    """Population curve :math:`f_k(s)` at reparametrised ages ``s`` (broadcast over a last feature axis)."""
+def curve(kind: str, s, position, speed, shift=0.0):
+    """Population curve :math:`f_k(s)` at reparametrised ages ``s`` (broadcast over a last feature axis),
+    moved by the space shifts ``shift`` :math:`w_k` (the displacement of :math:`f_k` at :math:`s = 0`)."""
     if kind == "linear":
-        return position + speed * s
+        return position + speed * s + shift
     g, v = jnp.exp(position), jnp.exp(speed)
-    rate = v * (1.0 + g) ** 2 / g
-    return jax.nn.sigmoid(rate * s - position)  # 1 / (1 + g exp(-rate s))
+    metric = (1.0 + g) ** 2 / g
+    return jax.nn.sigmoid(metric * (v * s + shift) - position)  # 1 / (1 + g exp(-(v s + w)(1+g)^2/g))
+
+
+def shift_basis(kind: str, population: Population):
+    r"""Basis :math:`B` ``(K, K-1)`` of the space shifts: orthogonal to the population velocity.
+
+    Space shifts :math:`w_i = B eta s_i` move a subject's curves across features without moving
+    it along the curves, which the time shift :math:`	au_i` already does (Schiratti et al. 2017):
+    :math:`w_i \perp v` in the metric :math:`G` of the curves at the reference time (identity for
+    the linear model, the logistic curve's Fisher-Rao metric :math:`G_k = ((1 + g_k)^2/g_k)^2` for
+    the logistic one), and :math:`B^	op G B = I`. Built from a Householder reflection of
+    :math:`G^{1/2} v / \lVert G^{1/2} v 
+Vert` (smooth in :math:`v`).
+    """
+    if kind == "linear":
+        v, root_metric = population.speed, jnp.ones_like(population.speed)
+    else:
+        g = jnp.exp(population.position)
+        v, root_metric = jnp.exp(population.speed), (1.0 + g) ** 2 / g
+    u = root_metric * v
+    u = u / jnp.linalg.norm(u)
+    sign = jnp.where(u[0] >= 0, 1.0, -1.0)
+    h = u.at[0].add(sign)
+    reflection = jnp.eye(u.shape[0], dtype=u.dtype) - 2.0 * jnp.outer(h, h) / jnp.dot(h, h)
+    return reflection[:, 1:] / root_metric[:, None]
+
+
+def mixing_matrix(kind: str, population: Population):
+    """:math:`A = B \beta` ``(K, Q)``: the space shift of a subject is :math:`w_i = A s_i`."""
+    return shift_basis(kind, population) @ population.betas
+
+
+def split_individual(z):
+    """``(tau, xi, sources)`` from individual parameters ``(..., 2 + Q)`` (``sources`` None when Q = 0)."""
+    return z[..., 0], z[..., 1], (z[..., 2:] if z.shape[-1] > 2 else None)
 
 
 def reparametrised_age(times, t0, tau, xi):
@@ -115,26 +152,47 @@ def reparametrised_age(times, t0, tau, xi):
     return jnp.exp(xi)[..., None] * (times - t0 - tau[..., None])
 
 
-def predict(kind, times, population: Population, tau, xi):
-    """Fitted values ``(N, V, K)`` of subjects with individual parameters ``tau``, ``xi``."""
+def predict(kind, times, population: Population, tau, xi, sources=None):
+    """Fitted values ``(N, V, K)`` of subjects with individual parameters ``tau``, ``xi`` (and ``sources`` ``(N, Q)``)."""
     s = reparametrised_age(times, population.t0, tau, xi)
-    return curve(kind, s[..., None], population.position, population.speed)
+    shift = 0.0
+    if sources is not None and population.betas is not None:
+        shift = (sources @ mixing_matrix(kind, population).T)[..., None, :]
+    return curve(kind, s[..., None], population.position, population.speed, shift)
 
 
-def residual_squares(kind, data: Data, population, tau, xi):
+def residual_squares(kind, data: Data, population, tau, xi, sources=None):
     """Per subject and feature, :math:`\\sum_j m_{ijk} (y_{ijk} - f_k)^2`, shape ``(N, K)``."""
-    fitted = predict(kind, data.times, population, tau, xi)
-    return jnp.sum(data.mask * (data.values - fitted) ** 2, axis=-2)
+    fitted = predict(kind, data.times, population, tau, xi, sources)
+    return sum_visits(data.mask * (data.values - fitted) ** 2)
 
 
-def subject_loglik(kind, data: Data, theta: Theta, population, tau, xi):
-    """Per-subject :math:`\\log p(y_i \\mid z_i, w; \\theta)` without the constant, shape ``(N,)``."""
-    res2 = residual_squares(kind, data, population, tau, xi)
+def sum_visits(x):
+    """Sum over the visit axis (``-2``) as a chain of additions over the (static, bucketed) visits.
+
+    XLA:CPU lowers ``jnp.sum(x, axis=-2)`` of an ``(N, V, K)`` array to a reduction that cost
+    4x the additions (and most of an SAEM sweep); the unrolled sum fuses with the curve.
+    """
+    total = x[..., 0, :]
+    for j in range(1, x.shape[-2]):
+        total = total + x[..., j, :]
+    return total
+
+
+def loglik_from_residuals(theta: Theta, res2):
+    """Per-subject log-likelihood without the constant from the residual sums of squares ``(N, K)``."""
     return -0.5 * jnp.sum(res2 / theta.noise_std**2, axis=-1)
 
 
-def individual_logprior(theta: Theta, tau, xi):
-    return -0.5 * (tau / theta.tau_std) ** 2 - 0.5 * (xi / theta.xi_std) ** 2
+def subject_loglik(kind, data: Data, theta: Theta, population, tau, xi, sources=None):
+    """Per-subject :math:`\\log p(y_i \\mid z_i, w; \\theta)` without the constant, shape ``(N,)``."""
+    return loglik_from_residuals(theta, residual_squares(kind, data, population, tau, xi, sources))
+
+
+def individual_logprior(theta: Theta, tau, xi, sources=None):
+    """Per-subject log prior density of the individual parameters, without the constant (sources ~ N(0, I))."""
+    out = -0.5 * (tau / theta.tau_std) ** 2 - 0.5 * (xi / theta.xi_std) ** 2
+    return out if sources is None else out - 0.5 * jnp.sum(sources**2, axis=-1)
 
 
 def population_logprior(theta: Theta, hyper: Hyper, population: Population):
@@ -144,12 +202,14 @@ def population_logprior(theta: Theta, hyper: Hyper, population: Population):
     return sum(jax.tree_util.tree_leaves(terms))
 
 
-def sufficient_stats(kind, data: Data, population, tau, xi) -> Stats:
-    """:math:`S(y, z)` at one draw of the latent variables."""
-    res2 = residual_squares(kind, data, population, tau, xi)
+def sufficient_stats(kind, data: Data, population, tau, xi, res2=None, sources=None) -> Stats:
+    """:math:`S(y, z)` at one draw of the latent variables (``res2``: its :func:`residual_squares`, if known)."""
+    if res2 is None:
+        res2 = residual_squares(kind, data, population, tau, xi, sources)
     w = data.subject_mask
+    sources2 = jnp.zeros_like(tau[0]) if sources is None else jnp.sum(w[:, None] * sources**2)
     return Stats(population, jnp.sum(w * tau**2), jnp.sum(w * xi**2), jnp.sum(w[:, None] * res2, axis=0),
-                 jnp.sum(w), jnp.sum(data.mask, axis=(0, 1)))  # fmt: skip
+                 jnp.sum(w), jnp.sum(data.mask, axis=(0, 1)), sources2)  # fmt: skip
 
 
 def complete_loglik(theta: Theta, hyper: Hyper, stats: Stats, population):
@@ -157,11 +217,13 @@ def complete_loglik(theta: Theta, hyper: Hyper, stats: Stats, population):
     noise = -0.5 * jnp.sum(stats.n_obs * (LOG_2PI + 2 * jnp.log(theta.noise_std)) + stats.res2 / theta.noise_std**2)
     tau = -0.5 * (stats.n_subjects * (LOG_2PI + 2 * jnp.log(theta.tau_std)) + stats.tau2 / theta.tau_std**2)
     xi = -0.5 * (stats.n_subjects * (LOG_2PI + 2 * jnp.log(theta.xi_std)) + stats.xi2 / theta.xi_std**2)
+    n_sources = 0 if population.betas is None else population.betas.shape[-1]
+    sources = -0.5 * (stats.sources2 + stats.n_subjects * n_sources * LOG_2PI)
     pop_const = -0.5 * sum(
         jnp.sum(LOG_2PI + 2 * jnp.log(jnp.broadcast_to(s, jnp.shape(w))))
-        for s, w in zip(hyper.population_std, population)
+        for s, w in zip(jax.tree_util.tree_leaves(hyper.population_std), jax.tree_util.tree_leaves(population))
     )
-    return noise + tau + xi + population_logprior(theta, hyper, population) + pop_const
+    return noise + tau + xi + sources + population_logprior(theta, hyper, population) + pop_const
 
 
 def m_step(stats: Stats, hyper: Hyper) -> Theta:
@@ -179,20 +241,18 @@ def m_step(stats: Stats, hyper: Hyper) -> Theta:
 
 
 def theta_vector(theta: Theta) -> jax.Array:
-    """Flat parameter vector: t0, positions, speeds, tau_std, xi_std, noise_std (length 3 + 3K)."""
+    """Flat parameter vector: t0, positions, speeds, tau_std, xi_std, noise_std, then the betas (row-major)."""
     p = theta.population
+    betas = [] if p.betas is None else [p.betas.ravel()]
     return jnp.concatenate([jnp.atleast_1d(p.t0), p.position, p.speed, jnp.stack([theta.tau_std, theta.xi_std]),
-                            theta.noise_std])  # fmt: skip
+                            theta.noise_std, *betas])  # fmt: skip
 
 
-def theta_names(features) -> list[str]:
+def theta_names(features, n_sources: int = 0) -> list[str]:
     """Names of :func:`theta_vector`'s entries."""
     names = ["t0"] + [f"position[{f}]" for f in features] + [f"speed[{f}]" for f in features]
-    return names + ["tau_std", "xi_std"] + [f"noise_std[{f}]" for f in features]
-
-
-def _split(individual):
-    return individual[..., 0], individual[..., 1]
+    names += ["tau_std", "xi_std"] + [f"noise_std[{f}]" for f in features]
+    return names + [f"beta[{k},{q}]" for k in range(len(features) - 1) for q in range(n_sources)]
 
 
 @dataclass(frozen=True)
@@ -205,20 +265,27 @@ class ProgressionFamily:
 
     kind: str
 
+    def subject_terms(self, data: Data, population, individual):
+        """Per-subject data statistics ``(N, K)``: the residual sums of squares, through which alone
+        the likelihood depends on the data (so a sampler carries them instead of re-evaluating the curve)."""
+        return residual_squares(self.kind, data, population, *split_individual(individual))
+
+    def terms_loglik(self, theta: Theta, terms):
+        """Per-subject :math:`\\log p(y_i \\mid z_i, w; \\theta)` without the constant, from :meth:`subject_terms`."""
+        return loglik_from_residuals(theta, terms)
+
     def individual_loglik(self, data: Data, theta: Theta, population, individual):
-        tau, xi = _split(individual)
-        return subject_loglik(self.kind, data, theta, population, tau, xi)
+        return self.terms_loglik(theta, self.subject_terms(data, population, individual))
 
     def individual_logprior(self, theta: Theta, individual):
-        tau, xi = _split(individual)
-        return individual_logprior(theta, tau, xi)
+        return individual_logprior(theta, *split_individual(individual))
 
     def population_logprior(self, theta: Theta, hyper: Hyper, population):
         return population_logprior(theta, hyper, population)
 
-    def sufficient_stats(self, data: Data, population, individual) -> Stats:
-        tau, xi = _split(individual)
-        return sufficient_stats(self.kind, data, population, tau, xi)
+    def sufficient_stats(self, data: Data, population, individual, terms=None) -> Stats:
+        tau, xi, sources = split_individual(individual)
+        return sufficient_stats(self.kind, data, population, tau, xi, terms, sources)
 
     def complete_loglik(self, theta, hyper, stats, population, individual):
         del individual  # entered through the statistics
@@ -228,7 +295,7 @@ class ProgressionFamily:
         return m_step(stats, hyper)
 
     def symmetry_moves(self, key, data: Data, theta: Theta, hyper: Hyper, population: Population, individual,
-                       loglik):  # fmt: skip
+                       terms):  # fmt: skip
         r"""Exact Metropolis moves along the model's two near-symmetries (parameter expansion).
 
         The likelihood is invariant under :math:`(t_0, \tau_i) \to (t_0 + \delta, \tau_i - \delta)`
@@ -246,23 +313,25 @@ class ProgressionFamily:
         population means (logistic: invariant to first order at the reference time). It is a translation (unit Jacobian) with a symmetric
         :math:`\delta` of random scale, accepted on the full posterior ratio.
         """
-        tau, xi = _split(individual)
+        tau, xi, sources = split_individual(individual)
         n = jnp.maximum(jnp.sum(jnp.ones_like(tau)), 1.0)
-        k_shift, k_scale, u_shift, u_scale, k_ridge, u_ridge, k_size = jax.random.split(key, 7)
+        k_normal, k_uniform, k_size = jax.random.split(key, 3)
+        normal = jax.random.normal(k_normal, (3,), tau.dtype)  # one draw each for the shift, scale and ridge
+        log_u = jnp.log(jax.random.uniform(k_uniform, (3,), tau.dtype))
 
         def log_prior(pop, tau, xi):
             return jnp.sum(individual_logprior(theta, tau, xi)) + population_logprior(theta, hyper, pop)
 
         current = log_prior(population, tau, xi)
-        delta = 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_shift, dtype=tau.dtype)
+        delta = 2.4 * theta.tau_std / jnp.sqrt(n) * normal[0]
         shifted = population._replace(t0=population.t0 + delta)
         proposal = log_prior(shifted, tau - delta, xi)
-        accept = jnp.log(jax.random.uniform(u_shift, dtype=tau.dtype)) < proposal - current
+        accept = log_u[0] < proposal - current
         population = select_tree(accept, shifted, population)
         tau = jnp.where(accept, tau - delta, tau)
         current = jnp.where(accept, proposal, current)
 
-        eta = 2.4 * theta.xi_std / jnp.sqrt(n) * jax.random.normal(k_scale, dtype=tau.dtype)
+        eta = 2.4 * theta.xi_std / jnp.sqrt(n) * normal[1]
         if self.kind == "linear":
             scaled = population._replace(speed=population.speed * jnp.exp(eta))
             log_jacobian = population.speed.size * eta
@@ -270,7 +339,7 @@ class ProgressionFamily:
             scaled = population._replace(speed=population.speed + eta)
             log_jacobian = 0.0
         proposal = log_prior(scaled, tau, xi - eta)
-        accept = jnp.log(jax.random.uniform(u_scale, dtype=tau.dtype)) < proposal + log_jacobian - current
+        accept = log_u[1] < proposal + log_jacobian - current
         population = select_tree(accept, scaled, population)
         xi = jnp.where(accept, xi - eta, xi)
         current = jnp.where(accept, proposal, current)
@@ -284,18 +353,23 @@ class ProgressionFamily:
             g, v = jnp.exp(theta.population.position), jnp.exp(theta.population.speed)
             direction = -v * (1.0 + g) ** 2 / g
         size = jnp.array([1.0, 4.0, 16.0], tau.dtype)[jax.random.randint(k_size, (), 0, 3)]
-        delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * jax.random.normal(k_ridge, dtype=tau.dtype)
+        delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * normal[2]
         ridged = population._replace(t0=population.t0 + delta, position=population.position + direction * delta)
         tau_new = tau + delta * (jnp.exp(-xi) - 1.0)
-        ll_new = subject_loglik(self.kind, data, theta, ridged, tau_new, xi)
-        log_ratio = jnp.sum(ll_new) + log_prior(ridged, tau_new, xi) - jnp.sum(loglik) - current
-        accept = jnp.log(jax.random.uniform(u_ridge, dtype=tau.dtype)) < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
+        terms_new = residual_squares(self.kind, data, ridged, tau_new, xi, sources)
+        log_ratio = jnp.sum(self.terms_loglik(theta, terms_new) - self.terms_loglik(theta, terms))
+        log_ratio = log_ratio + log_prior(ridged, tau_new, xi) - current
+        accept = log_u[2] < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
         population = select_tree(accept, ridged, population)
         tau = jnp.where(accept, tau_new, tau)
-        return population, jnp.stack([tau, xi], axis=-1), jnp.where(accept, ll_new, loglik)
+        individual = jnp.concatenate([jnp.stack([tau, xi], axis=-1), individual[..., 2:]], axis=-1)
+        return population, individual, jnp.where(accept, terms_new, terms)
 
     def individual_std(self, theta: Theta):
-        return jnp.stack([theta.tau_std, theta.xi_std])
+        """Prior standard deviations of :math:`(\\tau_i, \\xi_i, s_i)` (the sources' are 1)."""
+        betas = theta.population.betas
+        n_sources = 0 if betas is None else betas.shape[-1]
+        return jnp.concatenate([jnp.stack([theta.tau_std, theta.xi_std]), jnp.ones(n_sources, theta.tau_std.dtype)])
 
     def anneal(self, theta: Theta, temperature):
         root = jnp.sqrt(temperature)

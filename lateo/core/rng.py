@@ -1,0 +1,85 @@
+r"""Fast single-precision random draws for samplers' inner loops.
+
+On CPU, JAX lowers its Threefry-2x32 generator as a rolled loop of five
+blocks of four rounds, which XLA cannot fuse with the code that consumes the
+bits; with the double-precision inverse error function of
+:func:`jax.random.normal`, drawing the proposals was the largest cost of an
+SAEM sweep. Here the same Threefry-2x32 function (Salmon et al. 2011, the
+20-round variant JAX uses, bit for bit: ``tests/test_core_rng.py``) is written
+out unrolled, so the whole draw fuses into one loop, and the bits become
+single-precision uniforms and normals (half the bits, a cheaper inverse error
+function).
+
+Precision: a Metropolis proposal only needs to be symmetric, and an
+acceptance test only needs a uniform; 24-bit uniforms and single-precision
+normals (cast to the caller's dtype) are ample for both. These draws are not
+a replacement for :mod:`jax.random` where double-precision tails matter.
+
+Keys of another implementation than Threefry fall back to :mod:`jax.random`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _rotate_left(x, r: int):
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def threefry2x32(k1, k2, x1, x2):
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011), unrolled: ``(k1, k2)`` key words, ``(x1, x2)`` counters."""
+    ks = (k1, k2, k1 ^ k2 ^ _PARITY)
+    x0, x1 = x1 + ks[0], x2 + ks[1]
+    for block in range(5):
+        for r in _ROTATIONS[block % 2]:
+            x0 = x0 + x1
+            x1 = _rotate_left(x1, r) ^ x0
+        x0 = x0 + ks[(block + 1) % 3]
+        x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
+    return x0, x1
+
+
+def _is_threefry(key) -> bool:
+    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and "threefry" in str(jax.random.key_impl(key))
+
+
+def random_bits(key, size: int):
+    """``size`` pseudo-random ``uint32`` words from a Threefry ``key`` (counters ``0 .. size/2``)."""
+    words = jax.random.key_data(key).reshape(-1)
+    half = (size + 1) // 2
+    counter = lax.iota(jnp.uint32, half)
+    a, b = threefry2x32(words[0], words[1], counter, jnp.zeros_like(counter))
+    return jnp.concatenate([a, b])[:size]
+
+
+def _unit_float32(bits):
+    """Uniforms on ``[0, 1)`` from the top 23 bits (the mantissa of a float in ``[1, 2)``)."""
+    return lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def uniform(key, shape, dtype=jnp.float32):
+    """Uniforms on ``(0, 1)`` (never 0, so their logarithm is finite), drawn in single precision."""
+    shape = tuple(shape)
+    if not _is_threefry(key):
+        tiny = jnp.finfo(jnp.float32).tiny
+        return jax.random.uniform(key, shape, jnp.float32, minval=tiny).astype(dtype)
+    u = _unit_float32(random_bits(key, int(np.prod(shape, dtype=int))))
+    return jnp.maximum(u, np.float32(2.0**-24)).reshape(shape).astype(dtype)
+
+
+def normal(key, shape, dtype=jnp.float32):
+    r"""Standard normals :math:`\sqrt 2\,\mathrm{erf}^{-1}(2u - 1)`, drawn in single precision."""
+    shape = tuple(shape)
+    if not _is_threefry(key):
+        return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+    u = _unit_float32(random_bits(key, int(np.prod(shape, dtype=int))))
+    lo = np.float32(np.nextafter(np.float32(-1.0), np.float32(0.0)))
+    z = np.float32(np.sqrt(2.0)) * lax.erf_inv(jnp.maximum(2.0 * u - 1.0, lo))
+    return z.reshape(shape).astype(dtype)
