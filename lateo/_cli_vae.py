@@ -3,6 +3,7 @@
 Registered in :mod:`lateo.cli` with ``fit.add_command(fit_vae)``. Example::
 
     $ lateo fit vae digits.csv --prior mixture --latent-dim 10 --components 10 -o gmvae.npz --plot gmvae.png
+    $ lateo fit vae digits.csv --conv --hidden 128 --latent-dim 10 -o conv-vae.npz   # CNN encoder/decoder
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ def _clean(func):
               help="Mixture components or codebook size (mixture and vq priors).")
 @click.option("--likelihood", default="bernoulli", show_default=True, type=click.Choice(["bernoulli", "gaussian"]),
               help="Decoder likelihood; bernoulli needs values in [0, 1].")
-@click.option("--hidden", default="256,128", show_default=True, help="Hidden layer widths of the encoder MLP.")
+@click.option("--hidden", default="256,128", show_default=True,
+              help="Hidden layer widths of the encoder MLP (with --conv: of its dense layers after the convolutions).")
+@click.option("--conv", is_flag=True, default=False,
+              help="Small convolutional encoder/decoder for images (two stride-2 3x3 convolutions each way); "
+                   "the rows must be square images (8x8 digits: 64 columns).")
 @click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1), help="Maximum epochs.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--learning-rate", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -67,7 +72,7 @@ def _clean(func):
               help="PNG with the training curves and a grid of samples (square images only for the grid).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model file to write.")
 @_clean
-def fit_vae(data, columns, prior, latent_dim, components, likelihood, hidden, epochs, batch_size, learning_rate,
+def fit_vae(data, columns, prior, latent_dim, components, likelihood, hidden, conv, epochs, batch_size, learning_rate,
             patience, validation_fraction, pretrain_epochs, mixture_init, checkpoint, random_state, plot, out):
     """Train a variational auto-encoder on DATA (CSV or Parquet) and save it to --out."""
     from lateo.cli import _console, _print_metrics, _read_table, _select_columns
@@ -76,7 +81,7 @@ def fit_vae(data, columns, prior, latent_dim, components, likelihood, hidden, ep
 
     frame = _select_columns(_read_table(data), columns, data)
     model = VAE(prior, latent_dim=latent_dim, n_components=components, likelihood=likelihood, hidden=_hidden(hidden),
-                n_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience or None,
+                conv=conv, n_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience or None,
                 validation_fraction=validation_fraction, pretrain_epochs=pretrain_epochs,
                 mixture_init=mixture_init,
                 checkpoint=None if checkpoint is None else str(checkpoint), random_state=random_state, progress="auto")
@@ -85,7 +90,8 @@ def fit_vae(data, columns, prior, latent_dim, components, likelihood, hidden, ep
     model.fit(frame.to_numpy())
     elapsed = time.perf_counter() - start
     save_model(model, out)
-    console.print(f"VAE ({prior} prior) fitted on {frame.shape[0]} rows x {frame.shape[1]} columns in {elapsed:.2f} s.")
+    kind = ", convolutional" if conv else ""
+    console.print(f"VAE ({prior} prior{kind}) fitted on {frame.shape[0]} rows x {frame.shape[1]} columns in {elapsed:.2f} s.")
     metrics = [("epochs", f"{model.n_epochs_} (kept epoch {model.best_epoch_})"),
                ("training ELBO per row", f"{model.train_elbo_[model.best_epoch_ - 1]:.6g}")]
     if validation_fraction > 0:

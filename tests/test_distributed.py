@@ -25,7 +25,9 @@ from lateo.core.blocks import make_blocks  # noqa: E402
 from lateo.exceptions import ConvergenceWarning  # noqa: E402
 from lateo.models._mixture_em import GaussianMixtureEM  # noqa: E402
 from lateo.models.gaussian_mixture import GaussianMixture  # noqa: E402
+from lateo.models._kmeans_lloyd import KMeansParams, Lloyd, lloyd_stats  # noqa: E402
 from lateo.models.hmm import GaussianHMM  # noqa: E402
+from lateo.models.kmeans import KMeans  # noqa: E402
 from lateo.models.ppca import PPCA  # noqa: E402
 
 TOL = 1e-10
@@ -131,6 +133,63 @@ def test_partition_statistics_sum_to_full_statistics(client, blobs3):
     _assert_close(combined, float(objective))
 
 
+# ------------------------------------------------------------------ k-means
+
+
+def _assert_same_kmeans(fit, single):
+    assert fit.n_iter_ == single.n_iter_
+    np.testing.assert_array_equal(fit.labels_, single.labels_)
+    _assert_close(fit.cluster_centers_, single.cluster_centers_)
+    _assert_close(fit.inertia_, single.inertia_)
+
+
+def test_kmeans_distributed_equals_single_process(client, blobs3):
+    """k-means++ seeding from the client-side sample (all rows here), n_init restarts, array and DataFrame."""
+    kw = dict(n_clusters=4, n_init=2, random_state=0, tol=0.0, progress=False)
+    single = KMeans(**kw).fit(blobs3)
+    _assert_same_kmeans(KMeans(**kw).fit(da.from_array(blobs3, chunks=(125, 3))), single)
+    frame = dd.from_pandas(pd.DataFrame(blobs3, columns=["a", "b", "c"]), npartitions=4)
+    fit = KMeans(**kw).fit(frame, client=client)
+    _assert_same_kmeans(fit, single)
+    assert list(fit.feature_names_in_) == ["a", "b", "c"]
+
+
+def test_kmeans_empty_clusters_refilled(client, blobs3):
+    """Two initial centers far from every row: both clusters empty at once and take the farthest rows,
+    which the tree reduction (10 partitions, two levels) merges as a top-K, not a sum."""
+    init = np.concatenate([blobs3[:2], [[1e3, 1e3, 1e3], [-1e3, -1e3, -1e3]]])
+    kw = dict(n_clusters=4, init=init, tol=1e-6, progress=False)
+    single = KMeans(**kw).fit(blobs3)
+    X = da.from_array(blobs3, chunks=(50, 3))
+    _assert_same_kmeans(KMeans(**kw).fit(X), single)
+    shift = blobs3.mean(axis=0)  # the first iteration's statistics, as the fit sees them
+    data = dist.row_partitions(X, client)
+    params = KMeansParams(np.asarray(init - shift))
+    stats, _ = dist.expected_stats(Lloyd(), params, data, None, dist.RowData(shift, np.float64, 16))
+    full = lloyd_stats(make_blocks(blobs3, 64, shift=shift), params.centers)
+    np.testing.assert_array_equal(stats.counts[2:], 0)
+    assert np.all(np.isfinite(stats.far_dist))
+    for name in ("far_dist", "far_x", "far_label", "far_weight"):
+        np.testing.assert_array_equal(getattr(stats, name), np.asarray(getattr(full, name)))
+    for name in ("counts", "sums", "inertia"):
+        _assert_close(getattr(stats, name), np.asarray(getattr(full, name)))
+
+
+def test_kmeans_combine_stats_is_one_pass_with_ties():
+    """Integer rows with equal distances across partitions: the merged top-K keeps data order on ties."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(-2, 3, size=(40, 3)).astype(np.float64)
+    ties = np.array([[3.0, 4, 0], [0, -4, 3], [4, 0, 3], [-3, 0, 4], [0, 3, -4]])  # ||x||^2 = 25
+    X[[5, 12, 13, 27, 38]] = ties
+    centers = np.array([[0.0, 0, 0], [1e3, 1e3, 1e3], [-1e3, -1e3, -1e3]])
+    full = lloyd_stats(make_blocks(X, 7, shift=np.zeros(3)), centers)
+    parts = [lloyd_stats(make_blocks(p, 4, shift=np.zeros(3)), centers) for p in np.split(X, [10, 13, 30])]
+    merged = Lloyd().combine_stats([jax.device_get(p) for p in parts])
+    np.testing.assert_array_equal(merged.far_x, X[[5, 12, 13]])
+    for a, b in zip(merged, full):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
 # ------------------------------------------------------------------ errors
 
 
@@ -138,6 +197,17 @@ def test_unknown_chunk_sizes(client, blobs3):
     X = da.from_array(blobs3, chunks=(100, 3))
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         GaussianMixture(n_components=2, progress=False).fit(X[X[:, 0] > 10])
+
+
+def test_kmeans_bad_input(client, blobs3):
+    X = da.from_array(blobs3, chunks=(100, 3))
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        KMeans(n_clusters=2, progress=False).fit(X[X[:, 0] > 10])
+    frame = pd.DataFrame(blobs3, columns=["a", "b", "c"]).assign(site=["x", "y"] * 250)
+    with pytest.raises(ValueError, match="non-numeric columns 'site'"):
+        KMeans(n_clusters=2, progress=False).fit(dd.from_pandas(frame, npartitions=2))
+    with pytest.raises(ValueError, match="n_clusters=600 must be <= n_samples=500"):
+        KMeans(n_clusters=600, progress=False).fit(X)
 
 
 def test_mixed_dtypes(client, blobs3):

@@ -418,3 +418,124 @@ def test_load_digits_is_sklearns_digits():
     reference = datasets.load_digits()
     np.testing.assert_array_equal(raw, reference.data)
     np.testing.assert_array_equal(y, reference.target)
+
+
+# ---------------------------------------------------------------- the convolutional option
+CONV = dict(conv=True, latent_dim=3, n_components=4, pretrain_epochs=0, hidden=(16,), n_epochs=6, batch_size=32,
+            learning_rate=3e-3, patience=None, random_state=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def conv_fitted(digits):
+    """One small convolutional VAE per prior on 200 digits (8x8 by default); the VQ-VAE has the Gaussian likelihood."""
+    X = digits[0][:200]
+    return {p: VAE(p, **CONV, likelihood="gaussian" if p == "vq" else "bernoulli").fit(X)
+            for p in ("gaussian", "mixture", "vq")}
+
+
+def test_conv_nets_shapes_and_transposed_convolution():
+    from lateo.models.vae._nets import Conv, ConvDecoder, ConvEncoder
+
+    @eqx.filter_jit
+    def run(net, x, down, h, g, shape):
+        # ``up`` is the adjoint (transpose) of a stride-2 ``down``: with the kernel transposed and flipped, it
+        # equals the vector-Jacobian product of ``down``
+        up = eqx.tree_at(lambda c: (c.weight, c.bias), down,
+                         (jnp.transpose(down.weight, (1, 0, 2, 3))[..., ::-1, ::-1], jnp.zeros(2, h.dtype)))
+        return (net.encoder(x), net.encoder(x[1]), net.decoder(jnp.zeros((2, 4, 3), x.dtype)), up.up(g, shape),
+                jax.vjp(down.down, h)[1](g)[0])
+
+    rng = np.random.default_rng(0)
+    for shape in ((5, 8),):  # an odd height and an even width: both paddings of the transposed convolution
+        net = build_net(jax.random.key(0), n_features=shape[0] * shape[1], latent_dim=3, hidden=(8,), prior="gaussian",
+                        n_components=1, likelihood="gaussian", dtype=jnp.float64, conv=True, image_shape=shape)
+        assert isinstance(net.encoder, ConvEncoder) and isinstance(net.decoder, ConvDecoder)
+        x = jnp.asarray(rng.random((2, 4, shape[0] * shape[1])))
+        h = jnp.asarray(rng.normal(size=(1, 2, *shape)))
+        g = jnp.asarray(rng.normal(size=(1, 3, -(-shape[0] // 2), -(-shape[1] // 2))))
+        enc, enc1, dec, up, vjp = run(net, x, Conv(2, 3, key=jax.random.key(1), dtype=jnp.float64), h, g, shape)
+        assert enc.shape == (2, 4, 6) and dec.shape == x.shape
+        np.testing.assert_allclose(np.asarray(enc1), np.asarray(enc)[1], rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(up), np.asarray(vjp), rtol=1e-10, atol=1e-12)
+
+
+def test_conv_fit_api_for_each_prior(conv_fitted, digits):
+    X, n = digits[0][200:230], 30
+    for prior, model in conv_fitted.items():
+        assert model._net().encoder.image_shape == (8, 8)
+        assert model.transform(X).shape == (n, 3) and model.reconstruct(X).shape == (n, 64)
+        assert model.decode(np.zeros((4, 3))).shape == (4, 64)
+        assert model.sample(5, random_state=1).shape == model.sample(5, random_state=1, mean=False).shape == (5, 64)
+        assert np.all(np.isfinite(model.score_samples(X))) and model.n_epochs_ == 6
+    loc, scale = conv_fitted["gaussian"].encode(X)
+    assert loc.shape == scale.shape == (n, 3) and np.all(scale > 0)
+    rec = conv_fitted["mixture"].reconstruct(X)
+    assert rec.min() >= 0 and rec.max() <= 1
+    assert conv_fitted["vq"].encode(X).shape == (n,) and conv_fitted["mixture"].predict(X).shape == (n,)
+    iwae = conv_fitted["gaussian"].iwae_bound(X, k=20, random_state=0)
+    assert iwae.shape == (n,) and np.mean(iwae) > np.mean(conv_fitted["gaussian"].score_samples(X, random_state=0))
+
+
+def test_conv_training_improves_the_validation_elbo(conv_fitted):
+    for model in conv_fitted.values():
+        val = model.validation_elbo_
+        assert np.all(np.isfinite(val)) and val[-1] > val[0] + 5.0  # nats per image, over 6 epochs
+        assert model.best_epoch_ == model.n_epochs_  # still improving
+
+
+def test_conv_reproducible_from_seed(conv_fitted, digits):
+    X = digits[0][:200]
+    again = VAE("gaussian", **CONV).fit(X)
+    for a, b in zip(again.weights_, conv_fitted["gaussian"].weights_):
+        np.testing.assert_array_equal(a, b)
+    other = VAE("gaussian", **{**CONV, "random_state": 1, "n_epochs": 1}).fit(X)
+    assert not np.array_equal(other.weights_[0], again.weights_[0])
+
+
+def test_conv_save_load_roundtrip(conv_fitted, digits, tmp_path):
+    X = digits[0][200:220]
+    for prior, model in conv_fitted.items():
+        loaded = lateo.load_model(lateo.save_model(model, tmp_path / f"conv-{prior}.npz"))
+        assert loaded.conv is True and len(loaded.weights_) == len(model.weights_)
+        np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+        np.testing.assert_array_equal(loaded.reconstruct(X), model.reconstruct(X))
+        np.testing.assert_array_equal(loaded.score_samples(X, random_state=2), model.score_samples(X, random_state=2))
+
+
+@pytest.mark.parametrize(("params", "columns", "match"), [
+    (dict(), 10, r"10 features, not a square number, so pass image_shape=\(H, W\)"),
+    (dict(image_shape=(4, 4)), 64, r"image_shape=\(4, 4\) holds 16 pixels but X has 64 features"),
+    (dict(image_shape=(8,)), 64, "image_shape must be None or a pair of positive ints"),
+    (dict(image_shape=(0, 64)), 64, "image_shape must be"),
+    (dict(conv="yes"), 64, "conv must be True or False"),
+])
+def test_conv_bad_image_shape(params, columns, match, digits):
+    model = VAE(**{**CONV, **params})
+    with pytest.raises(ValueError, match=match):
+        model.fit(digits[0][:20, :columns])
+    assert not hasattr(model, "weights_")
+
+
+def test_cli_fit_vae_conv(conv_fitted, digits, tmp_path):
+    import click
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from lateo._cli_vae import fit_vae
+
+    group = click.Group()
+    group.add_command(click.Group("fit", commands={"vae": fit_vae}))
+    path, out = tmp_path / "digits.csv", tmp_path / "conv.npz"
+    pd.DataFrame(digits[0][:200], columns=[f"p{i}" for i in range(64)]).to_csv(path, index=False)
+    result = CliRunner().invoke(group, ["fit", "vae", str(path), "--conv", "--latent-dim", "3", "-k", "4",
+                                        "--pretrain-epochs", "0", "--hidden", "16", "--epochs", "6", "--batch-size",
+                                        "32", "--learning-rate", "0.003", "--patience", "0", "--random-state", "0",
+                                        "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "convolutional" in result.output
+    model = lateo.load_model(out)
+    assert model.conv is True
+    for a, b in zip(model.weights_, conv_fitted["gaussian"].weights_):
+        np.testing.assert_array_equal(a, b)
+    result = CliRunner().invoke(group, ["fit", "vae", str(path), "--conv", "--columns", "p0,p1,p2", "-o", str(out)])
+    assert result.exit_code == 1 and "image_shape" in result.output

@@ -35,10 +35,16 @@ parameters come from a sample computed to the client (see
 ``lateo.distributed.sample-sequences``, default 1,000 sequences): when the
 data are no larger, the sample is the whole data in order and the
 initialisation equals the single-process fit's.
+
+Statistics that are not sums merge through the model's ``combine_stats``
+hook in the same tree reduction: k-means (:func:`fit_kmeans`, Lloyd's
+algorithm as hard-assignment EM) adds counts, sums and inertia but merges
+the farthest points, which refill empty clusters, as a top-K.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -236,22 +242,58 @@ def _partition_stats(model, make_data, hyper, params, part, index):
     return jax.device_get(stats), float(objective) * weight, float(weight), 1
 
 
-def _add(*items):
-    """Sum of partial results (``None`` = empty)."""
+def _sum_stats(stats):
+    """Leaf-wise sum of a list of statistics pytrees, left to right."""
+    return jax.tree.map(lambda *leaves: sum(leaves[1:], leaves[0]), *stats)
+
+
+def combine_stats(model, stats):
+    """Combine the statistics of several partitions (a list, in data order) into those of their union.
+
+    Uses the model's ``combine_stats(stats)`` hook when it has one (for
+    statistics that are not all sums, e.g. Lloyd's farthest points, merged
+    as a top-K: :meth:`lateo.models._kmeans_lloyd.Lloyd.combine_stats`),
+    else adds them leaf by leaf.
+    """
+    hook = getattr(model, "combine_stats", None)
+    return (hook if hook is not None else _sum_stats)(list(stats))
+
+
+def _add(*items, combine=None):
+    """Combined partial results (``None`` = empty); statistics through ``combine`` (default: a sum)."""
     items = [it for it in items if it is not None]
     if not items:
         return None
-    stats = jax.tree.map(lambda *leaves: sum(leaves[1:], leaves[0]), *[it[0] for it in items])
+    stats = (combine if combine is not None else _sum_stats)([it[0] for it in items])
     return stats, sum(it[1] for it in items), sum(it[2] for it in items), sum(it[3] for it in items)
 
 
-def tree_sum(items, split_every: int = SPLIT_EVERY):
-    """Tree reduction of delayed partial results, ``split_every`` per node."""
+def tree_sum(items, split_every: int = SPLIT_EVERY, combine=None):
+    """Tree reduction of delayed partial results, ``split_every`` per node, in data order.
+
+    Parameters
+    ----------
+    items : list of dask.delayed
+        Partial results ``(statistics, weighted objective, weight, count)``
+        (or ``None``), one per partition, in data order.
+    split_every : int, default=8
+        Partial results merged per node of the tree.
+    combine : callable, optional
+        ``combine(list_of_statistics) -> statistics``, applied to the
+        statistics of the partial results of a node, in data order (a
+        model's ``combine_stats`` hook). Default: leaf-wise addition.
+
+    Returns
+    -------
+    dask.delayed
+        The combined result (``None`` if every partition is empty).
+    """
     import dask
 
+    fn = functools.partial(_add, combine=combine)
     items = list(items)
     while len(items) > 1:
-        items = [dask.delayed(_add)(*items[i:i + split_every]) for i in range(0, len(items), split_every)]
+        items = [dask.delayed(fn)(*items[i:i + split_every]) for i in range(0, len(items), split_every)]
     return items[0]
 
 
@@ -270,9 +312,14 @@ def partition_stats(model, params, data: Partitioned, hyper, make_data):
 
 
 def expected_stats(model, params, data: Partitioned, hyper, make_data):
-    """Summed statistics and the objective at ``params`` (combined as the module docstring says)."""
+    """Summed statistics and the objective at ``params`` (combined as the module docstring says).
+
+    Statistics that are not sums are merged by the model's ``combine_stats``
+    hook (see :func:`combine_stats`).
+    """
     client = get_client(data.client)
-    total = client.compute(tree_sum(_delayed_partition_stats(model, params, data, hyper, make_data))).result()
+    parts = _delayed_partition_stats(model, params, data, hyper, make_data)
+    total = client.compute(tree_sum(parts, combine=getattr(model, "combine_stats", None))).result()
     if total is None:
         raise ValueError("X has no rows: every partition is empty.")
     stats, weighted, weight, n_parts = total
@@ -423,13 +470,102 @@ def fit_sequences(est, X, *, client=None):
     return est
 
 
+def _partition_labels(make_data, centers, part, index):
+    """Nearest-center labels (int32) and inertia of one partition's rows (on a worker)."""
+    from ..models._kmeans_lloyd import labels_inertia
+
+    data, n = make_data(part, index)
+    if data is None:
+        return np.zeros(0, np.int32), 0.0
+    labels, inertia = labels_inertia(data, centers.value)
+    return np.asarray(labels[:n]).astype(np.int32), float(inertia)
+
+
+def kmeans_labels(centers, data: Partitioned, make_data):
+    """Labels of every row (gathered to the client, in data order) and the total inertia at ``centers``."""
+    import dask
+
+    client = get_client(data.client)
+    fn = dask.delayed(_partition_labels, pure=False)
+    c = _Opaque(jax.device_get(centers))
+    out = client.gather(client.compute([fn(make_data, c, part, j) for j, part in enumerate(data.parts)]))
+    return np.concatenate([labels for labels, _ in out]), float(sum(inertia for _, inertia in out))
+
+
+def fit_kmeans(est, X, *, client=None, names=None):
+    """Fit :class:`~lateo.models.kmeans.KMeans` on a Dask array/DataFrame by distributed Lloyd iterations.
+
+    Lloyd's algorithm is hard-assignment EM (:class:`lateo.models._kmeans_lloyd.Lloyd`),
+    so it runs in :func:`run_em`: each iteration assigns the rows of every
+    partition on the workers and combines the partition statistics in the
+    tree reduction (counts, sums and inertia added, the farthest points
+    merged as a top-K by the model's ``combine_stats`` hook). The
+    centring shift (the sample's mean), the seeding (k-means++ or random
+    rows, ``n_init`` runs with the keys of the single-process fit) and the
+    tolerance's feature variance come from the client-side sample of
+    :func:`sample_rows` (the variance from the whole data when the sample is
+    smaller); with no more rows than the sample size, everything equals the
+    single-process fit's. A final pass on the workers assigns every row to
+    the final centers; ``labels_`` is gathered to the client (int32, one
+    per row).
+
+    Parameters
+    ----------
+    est : KMeans
+    X : dask.array.Array or dask.dataframe.DataFrame
+        2-D, numeric, with known chunk sizes.
+    client : distributed.Client, optional
+        Default: the active Client.
+    names : array of str, optional
+        Feature names (stored as ``feature_names_in_``).
+
+    Returns
+    -------
+    KMeans
+        ``est``, fitted.
+    """
+    from .._validation import check_array, check_random_key
+    from ..models._kmeans_lloyd import (KMeansParams, KMeansResult, Lloyd, _initial_centers, same_clustering,
+                                        scaled_tolerance)
+
+    client = get_client(client)
+    data = row_partitions(X, client)
+    init, dtype = est._check_params(data.n_rows, data.n_features)
+    key = check_random_key(est.random_state)
+    sample = check_array(sample_rows(data, key), name="X")
+    if sample.shape[0] < est.n_clusters:
+        raise ValueError(f"the client-side sample holds {sample.shape[0]} rows, fewer than n_clusters="
+                         f"{est.n_clusters}; raise the Dask config key 'lateo.distributed.sample-rows'.")
+    mean = sample.mean(axis=0)
+    init, n_init = est._runs(init, mean, stacklevel=4)
+    sample_blocks = make_blocks(sample, est._block_size(*sample.shape), shift=mean, dtype=dtype)
+    if sample.shape[0] == data.n_rows:  # the whole data: the single-process tolerance exactly
+        tol = float(scaled_tolerance(sample_blocks, jnp.asarray(est.tol, dtype)))
+    else:
+        variance = client.compute((data.collection.astype(np.float64) - mean).var(axis=0)).result()
+        tol = float(np.mean(variance) * est.tol) if est.tol != 0 else 0.0
+    model = Lloyd()
+    make_data = RowData(np.asarray(mean, np.float64), dtype, est._floats_per_row(data.n_features))
+    best = None
+    for sub in jax.random.split(key, n_init):
+        params0 = KMeansParams(jnp.asarray(_initial_centers(sub, sample_blocks, est.n_clusters, init), dtype))
+        params, _, history, converged = run_em(model, params0, data, None, make_data=make_data,
+                                               max_iter=est.max_iter, tol=tol, progress=est.progress,
+                                               description="k-means")
+        labels, inertia = kmeans_labels(params.centers, data, make_data)
+        run = KMeansResult(params.centers, labels, inertia, len(history), converged)
+        if best is None or (run.inertia < best.inertia and not same_clustering(run.labels, best.labels)):
+            best = run
+    return est._store_fit(best, mean, data.n_features, names, stacklevel=4)
+
+
 def _warn_unconverged(converged: bool, max_iter: int) -> None:
     if not converged and max_iter > 0:
         warnings.warn("distributed EM did not converge; increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
 
 
 __all__ = [
-    "Partitioned", "RowData", "SequenceData", "expected_stats", "fit_rows", "fit_sequences", "get_client",
-    "is_dask_input", "partition_stats", "row_partitions", "run_em", "sample_rows", "sample_sequences",
-    "sequence_partitions", "tree_sum",
+    "Partitioned", "RowData", "SequenceData", "combine_stats", "expected_stats", "fit_kmeans", "fit_rows",
+    "fit_sequences", "get_client", "is_dask_input", "kmeans_labels", "partition_stats", "row_partitions", "run_em",
+    "sample_rows", "sample_sequences", "sequence_partitions", "tree_sum",
 ]

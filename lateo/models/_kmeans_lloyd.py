@@ -10,7 +10,9 @@ centers ``c_1..c_K`` and labels ``z_i``. Lloyd's algorithm (Lloyd 1982,
 which is hard-assignment EM, so it runs on the core loop (DESIGN.md section
 1): the statistics are the counts ``n_k`` and sums ``s_k`` per cluster (plus
 the farthest points, for scikit-learn's empty-cluster relocation), the
-M-step is ``c_k = s_k / n_k``, and ``gamma = 1`` (``Constant()``).
+M-step is ``c_k = s_k / n_k``, and ``gamma = 1`` (``Constant()``). Over a
+Dask cluster (:func:`lateo.algorithms.distributed.fit_kmeans`) the
+statistics of the partitions are merged by :meth:`Lloyd.combine_stats`.
 
 k-means++ (Arthur & Vassilvitskii 2007, "k-means++: the advantages of careful
 seeding") draws the first center uniformly and each next one with
@@ -120,6 +122,7 @@ def _far_rows(blocks: Blocks, centers):
     return jax.lax.scan(body, init, (blocks.X, blocks.weight))[0]
 
 
+@jax.jit
 def lloyd_stats(blocks: Blocks, centers) -> LloydStats:
     """One assignment pass over the blocks: the statistics at ``centers``.
 
@@ -218,6 +221,37 @@ class Lloyd:
         del hyper
         sums, counts = relocate_empty_clusters(stats)
         return KMeansParams(average_centers(sums, counts))
+
+    def combine_stats(self, stats: list) -> LloydStats:
+        """Statistics of the union of disjoint row sets, from theirs (given in data order).
+
+        The distributed fit's combine hook
+        (:func:`lateo.algorithms.distributed.combine_stats`): counts, sums
+        and inertia add; the far points merge as a top-K of the farthest,
+        ties going to the earlier set (as :func:`jax.lax.top_k` does over
+        the blocks of one pass), so the result equals one pass over the
+        union up to the order of the additions. A set searched for far
+        points only when one of its clusters is empty still gives the
+        union's: a cluster empty in the union is empty in every set.
+
+        Parameters
+        ----------
+        stats : list of LloydStats
+            numpy (or JAX) leaves.
+
+        Returns
+        -------
+        LloydStats
+            numpy leaves.
+        """
+        stats = [jax.tree.map(np.asarray, s) for s in stats]
+        first, rest = stats[0], stats[1:]
+        added = [sum((getattr(s, f) for s in rest), getattr(first, f)) for f in ("counts", "sums", "inertia")]
+        k = first.far_dist.shape[0]
+        order = np.argsort(-np.concatenate([s.far_dist for s in stats]), kind="stable")[:k]
+        far = [np.concatenate([getattr(s, f) for s in stats])[order]
+               for f in ("far_dist", "far_x", "far_label", "far_weight")]
+        return LloydStats(*added, *far)
 
     def has_converged(self, old_params, new_params, change, tol):
         """Squared center shift, summed over clusters, at most ``tol``.

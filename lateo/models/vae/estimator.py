@@ -73,7 +73,27 @@ class VAE(ParamsMixin):
         Bernoulli needs ``X`` in ``[0, 1]``; Gaussian learns one variance per feature.
     hidden : tuple of int, default=(256, 128)
         Hidden widths of the MLP encoder (the decoder mirrors them); ``()``
-        makes both maps affine (a linear-Gaussian decoder is PPCA).
+        makes both maps affine (a linear-Gaussian decoder is PPCA). With
+        ``conv=True``: the widths of the dense layers between the
+        convolutions and the posterior parameters.
+    conv : bool, default=False
+        Small convolutional networks for images instead of MLPs. Each row is
+        read as a one-channel image of ``image_shape`` ``(H, W)`` (row-major).
+        Encoder: ``Conv 3x3, stride 2, 16 channels -> ReLU -> Conv 3x3,
+        stride 2, 32 channels -> ReLU -> flatten (32 * ceil(H/4) * ceil(W/4))
+        -> [Linear -> ReLU for each width in hidden] -> Linear`` to the
+        posterior parameters (``2 * latent_dim``; ``latent_dim`` for VQ).
+        Decoder, the mirror: ``Linear`` layers (``hidden`` reversed) from
+        :math:`z` to ``32 * ceil(H/4) * ceil(W/4) -> ReLU -> ConvTranspose
+        3x3, stride 2, 16 channels -> ReLU -> ConvTranspose 3x3, stride 2,
+        1 channel``, flattened to the ``H * W`` logits (Bernoulli) or means
+        (Gaussian). The priors, likelihoods, bounds and methods are the same
+        as with MLPs.
+    image_shape : tuple of 2 ints, optional
+        ``(H, W)`` of the images for ``conv=True``, with ``H * W`` the number
+        of features; by default square, :math:`H = W = \\sqrt{\\text{n\\_features}}`
+        (8x8 for the 64-pixel digits), an error if that is not an integer.
+        Ignored when ``conv=False``.
     n_epochs : int, default=100
         Maximum passes over the training rows.
     batch_size : int, default=128
@@ -130,9 +150,9 @@ class VAE(ParamsMixin):
     _estimator_type = "transformer"
 
     def __init__(self, prior="gaussian", *, latent_dim=2, n_components=10, likelihood="bernoulli", hidden=(256, 128),
-                 n_epochs=100, batch_size=128, learning_rate=1e-3, patience=10, validation_fraction=0.1,
-                 pretrain_epochs=10, mixture_init="data", checkpoint=None, random_state=None, dtype="float32",
-                 progress="auto"):
+                 conv=False, image_shape=None, n_epochs=100, batch_size=128, learning_rate=1e-3, patience=10,
+                 validation_fraction=0.1, pretrain_epochs=10, mixture_init="data", checkpoint=None, random_state=None,
+                 dtype="float32", progress="auto"):
         self._store_init_args(locals())
 
     # ---------------------------------------------------------------- fit
@@ -144,6 +164,12 @@ class VAE(ParamsMixin):
         hidden = self.hidden
         if not isinstance(hidden, (tuple, list)) or not all(isinstance(h, int) and h >= 1 for h in hidden):
             raise ValueError(f"hidden must be a tuple of positive ints (layer widths), got {hidden!r}.")
+        if not isinstance(self.conv, (bool, np.bool_)):
+            raise ValueError(f"conv must be True or False, got {self.conv!r}.")
+        shape = self.image_shape
+        if shape is not None and (not isinstance(shape, (tuple, list)) or len(shape) != 2
+                                  or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape)):
+            raise ValueError(f"image_shape must be None or a pair of positive ints (H, W), got {shape!r}.")
         check_int(self.n_epochs, name="n_epochs", low=1)
         check_int(self.batch_size, name="batch_size", low=1)
         check_float(self.learning_rate, name="learning_rate", low=0.0, inclusive=False)
@@ -184,6 +210,7 @@ class VAE(ParamsMixin):
         k_init, k_split, k_train = jax.random.split(key, 3)
         order = np.asarray(jax.random.permutation(k_split, n))
         X_val, X_train = X[order[:n_val]], X[order[n_val:]]
+        self._image_shape(X.shape[1])
         self.n_features_in_ = X.shape[1]
         net = build_net(k_init, **self._net_config(), dtype=dtype)
         pretrain = None
@@ -203,9 +230,26 @@ class VAE(ParamsMixin):
         self._set_net(result.net)
         return self
 
+    def _image_shape(self, n_features):
+        """``(H, W)`` of the images for ``conv=True`` (``image_shape`` or the square root); ``None`` for MLPs."""
+        if not self.conv:
+            return None
+        if self.image_shape is None:
+            side = math.isqrt(n_features)
+            if side * side != n_features:
+                raise ValueError(f"conv=True needs images: X has {n_features} features, not a square number, so "
+                                 "pass image_shape=(H, W) with H * W = n_features.")
+            return (side, side)
+        height, width = (int(s) for s in self.image_shape)
+        if height * width != n_features:
+            raise ValueError(f"image_shape={tuple(self.image_shape)!r} holds {height * width} pixels but X has "
+                             f"{n_features} features; image_shape=(H, W) needs H * W = n_features.")
+        return (height, width)
+
     def _net_config(self):
         return dict(n_features=self.n_features_in_, latent_dim=self.latent_dim, hidden=tuple(self.hidden),
-                    prior=self.prior, n_components=self.n_components, likelihood=self.likelihood)
+                    prior=self.prior, n_components=self.n_components, likelihood=self.likelihood,
+                    conv=bool(self.conv), image_shape=self._image_shape(self.n_features_in_))
 
     def _set_net(self, net):
         """Store ``net`` as numpy ``weights_`` (saved by :func:`lateo.save_model`) and the derived attributes."""
