@@ -8,11 +8,12 @@ Registered in :mod:`lateo.cli` with ``fit.add_command(fit_vae)``. Example::
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
 import click
+
+from lateo._cli_errors import clean_errors
 
 
 def _hidden(value: str) -> tuple:
@@ -25,19 +26,6 @@ def _hidden(value: str) -> tuple:
     return widths
 
 
-def _clean(func):
-    """Errors the user can fix (bad data, bad options) as one-line messages, as the rest of the CLI."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except click.ClickException:
-            raise
-        except (ValueError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 @click.command("vae")
@@ -71,7 +59,7 @@ def _clean(func):
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG with the training curves and a grid of samples (square images only for the grid).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model file to write.")
-@_clean
+@clean_errors
 def fit_vae(data, columns, prior, latent_dim, components, likelihood, hidden, conv, epochs, batch_size, learning_rate,
             patience, validation_fraction, pretrain_epochs, mixture_init, checkpoint, random_state, plot, out):
     """Train a variational auto-encoder on DATA (CSV or Parquet) and save it to --out."""

@@ -21,7 +21,6 @@ status 1 (2 for a bad option), never a traceback.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 import click
+
+from lateo._cli_errors import clean_errors
 
 _ESTIMATORS = {
     "gmm": ("lateo.models.gaussian_mixture", "GaussianMixture"),
@@ -65,19 +66,7 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, width=None if interactive else 100, highlight=False)
 
 
-def _clean_errors(func):
-    """Turn errors the user can fix into a one-line ``ClickException``."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except click.ClickException:
-            raise
-        except (ValueError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+_clean_errors = clean_errors  # errors the user can fix, as one-line messages
 
 
 def _read_table(path: Path):
