@@ -18,24 +18,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _mixture_data import anisotropic_mixture  # noqa: E402
 
 
 def make_data(n, d, k, seed=0):
     """A well-separated mixture of k clusters (offset from 0) and one-hot k-means responsibilities."""
     from sklearn.cluster import KMeans
 
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(k, d))
-    labels = rng.integers(k, size=n)
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    X = rng.normal(size=(n, d))
-    for j in range(k):  # component by component: no N x D x D temporary
-        rows = labels == j
-        X[rows] = X[rows] @ A[j] + centers[j] + 5.0
+    X, _ = anisotropic_mixture(n, d, k, seed)
     init_labels = KMeans(k, n_init=1, random_state=seed).fit(X).labels_
     resp = np.zeros((n, k))
     resp[np.arange(n), init_labels] = 1.0

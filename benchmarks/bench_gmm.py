@@ -15,32 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _mixture_data import anisotropic_mixture, shared_init  # noqa: E402
 
 
 def make_data(n, d, k, seed=0):
     """A well-separated mixture plus the shared initial parameters."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(k, d))
-    labels = rng.integers(k, size=n)
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    X = rng.normal(size=(n, d))
-    for j in range(k):  # component by component: no N x D x D temporary
-        rows = labels == j
-        X[rows] = X[rows] @ A[j] + centers[j] + 5.0
-    idx = rng.choice(n, k, replace=False)
-    init = dict(
-        weights_init=np.full(k, 1.0 / k),
-        means_init=X[idx],
-        precisions_init=np.broadcast_to(np.linalg.inv(np.cov(X, rowvar=False)), (k, d, d)).copy(),
-    )
-    return X, init
+    X, rng = anisotropic_mixture(n, d, k, seed)
+    return X, shared_init(X, k, rng.choice(n, k, replace=False))
 
 
 def peak_rss_mb() -> float:

@@ -25,27 +25,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _mixture_data import anisotropic_mixture, shared_init  # noqa: E402
+
 
 def make_data(n, d, k, seed=0):
     """A mixture of K anisotropic Gaussians (N, D) and the shared initial parameters."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(k, d))
-    labels = rng.integers(k, size=n)
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    X = rng.normal(size=(n, d))
-    for j in range(k):
-        rows = labels == j
-        X[rows] = X[rows] @ A[j] + centers[j] + 5.0
-    idx = np.random.default_rng(seed + 1).choice(n, k, replace=False)
-    init = dict(weights_init=np.full(k, 1.0 / k), means_init=X[idx],
-                precisions_init=np.broadcast_to(np.linalg.inv(np.cov(X, rowvar=False)), (k, d, d)).copy())
-    return X, init
+    X, _ = anisotropic_mixture(n, d, k, seed)
+    return X, shared_init(X, k, np.random.default_rng(seed + 1).choice(n, k, replace=False))
 
 
 def per_iteration(fit, iters: int) -> dict:
