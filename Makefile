@@ -21,8 +21,11 @@ $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.core-installed
 	$(VENV)/bin/lateo demo --out demo-output
 
+# The Dask tests run in their own process: their in-process LocalCluster runs JAX on worker threads,
+# which must not share a process with the rest of the suite.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 --dist loadfile -q --ignore=tests/test_distributed.py
+	$(PY) -m pytest -q tests/test_distributed.py
 
 bench: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e ".[bench]"
