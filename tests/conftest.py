@@ -29,3 +29,22 @@ def blobs3():
     labels = rng.integers(3, size=500)
     X = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in labels])
     return X
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module.
+
+    Every XLA:CPU executable keeps a few memory mappings of its machine code until JAX's caches
+    let it go. A long-lived test worker compiles tens of thousands of programs, and past the
+    kernel's ``vm.max_map_count`` (65,530 by default) LLVM's next allocation crashes the
+    process inside compilation. Clearing the caches per module bounds the count; the
+    persistent compilation cache keeps the cost of the programs shared between modules low.
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()

@@ -86,6 +86,37 @@ def test_baum_welch_matches_hmmlearn(data, covariance_type):
     np.testing.assert_allclose(ours.aic(X, LENGTHS), peer.aic(X, LENGTHS), rtol=RTOL)
 
 
+def test_parallel_in_time_implementation_equals_hmmlearn(data):
+    """implementation="parallel" (associative scans, as "auto" picks on accelerators) fits,
+    scores and decodes like hmmlearn, padded buckets of unequal lengths included."""
+    X, _ = data
+    peer, ours = _pair(X, "full", 8)
+    ours.set_params(implementation="parallel")
+    peer.fit(X, LENGTHS)
+    ours.fit(X, LENGTHS)
+    np.testing.assert_allclose(ours.transmat_, peer.transmat_, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(ours.means_, peer.means_, rtol=RTOL)
+    np.testing.assert_allclose(ours.lower_bounds_, np.asarray(peer.monitor_.history), rtol=RTOL)
+    np.testing.assert_allclose(ours.predict_proba(X, LENGTHS), peer.predict_proba(X, LENGTHS), atol=1e-10)
+    lp_o, path_o = ours.decode(X, LENGTHS)
+    lp_p, path_p = peer.decode(X, LENGTHS)
+    np.testing.assert_allclose(lp_o, lp_p, rtol=RTOL)
+    np.testing.assert_array_equal(path_o, path_p)
+
+
+@pytest.mark.parametrize(
+    "implementation, n_steps, backend, parallel",
+    [("auto", 10**5, "cpu", False), ("auto", 10**5, "gpu", True), ("auto", 10**5, "tpu", True),
+     ("auto", 100, "gpu", False), ("log", 10**5, "gpu", False), ("scaling", 10**5, "gpu", False),
+     ("parallel", 100, "cpu", True)],
+)
+def test_auto_implementation_is_parallel_for_long_sequences_on_accelerators(implementation, n_steps, backend,
+                                                                            parallel):
+    from lateo.inference.hmm import use_parallel_in_time
+
+    assert use_parallel_in_time(implementation, n_steps, backend) is parallel
+
+
 def test_list_of_sequences_equals_concatenated(data):
     X, _ = data
     _, ours = _pair(X, "diag", 1)
@@ -194,6 +225,7 @@ def test_map_decoding_and_sampling(data):
         (np.zeros((10, 2)), None, {"covariance_type": "banana"}, "covariance_type"),
         (np.zeros((10, 2)), None, {"params": "stx"}, "params"),
         (np.zeros((10, 2)), None, {"algorithm": "best"}, "algorithm"),
+        (np.zeros((10, 2)), None, {"implementation": "fast"}, "implementation"),
         (np.zeros((2, 2)), None, {"n_components": 3}, "n_components"),
         (np.zeros((0, 2)), None, {}, "no sequence|length 0"),
     ],

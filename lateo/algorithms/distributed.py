@@ -462,7 +462,7 @@ def fit_sequences(est, X, *, client=None):
     start, trans = est._initial_transitions(dtype)
     params0 = HMMParams(start, trans, est._initial_emission(init_key, X_all, shift, dtype))
     hyper = est._hyper(X_all, dtype)
-    model = HiddenMarkovEM(est._family(), est.params)
+    model = HiddenMarkovEM(est._family(), est.params, est.implementation)
     make_data = SequenceData(shift, dtype, est._check_sequences)
     params, _, history, converged = run_em(model, params0, data, hyper, make_data=make_data, max_iter=est.n_iter,
                                            tol=est.tol, progress=est.progress, description=type(est).__name__)

@@ -231,22 +231,64 @@ def batch_smoother_scaled(log_start, trans, log_obs, lengths) -> BatchPosterior:
     return BatchPosterior(jnp.where(lengths > 0, log_lik, 0.0), jnp.swapaxes(gamma, 0, 1), trans * xi)
 
 
-def batch_smoother(log_start, trans, log_obs, lengths) -> BatchPosterior:
-    """Smoothers of a batch of padded sequences (S, T, K), sequences of length 0
-    ignored: the scaled fast path, and the log-space recursions for the whole
-    batch if any normaliser underflowed (a ``lax.cond``: the slow path costs
-    nothing when it is not taken)."""
+def _batch_of(smoother, log_start, trans, log_obs, lengths) -> BatchPosterior:
+    """A single-sequence ``smoother`` vmapped over a batch; sequences of length 0 ignored."""
+    post = jax.vmap(smoother, in_axes=(None, None, 0, 0))(log_start, trans, log_obs, lengths)
+    keep = lengths > 0
+    return BatchPosterior(jnp.where(keep, post.log_likelihood, 0.0),
+                          jnp.where(keep[:, None, None], post.gamma, 0.0),
+                          jnp.sum(jnp.where(keep[:, None, None], post.xi_sum, 0.0), axis=0))
+
+
+def batch_smoother(log_start, trans, log_obs, lengths, parallel: bool = False) -> BatchPosterior:
+    """Smoothers of a batch of padded sequences (S, T, K), sequences of length 0 ignored.
+
+    Sequential (``parallel=False``): the scaled fast path, and the log-space
+    recursions for the whole batch if any normaliser underflowed (a
+    ``lax.cond``: the slow path costs nothing when it is not taken).
+    ``parallel=True``: :func:`parallel_smoother` on every sequence, depth
+    ``O(log T)`` (see :func:`use_parallel_in_time`).
+    """
+    if parallel:
+        return _batch_of(parallel_smoother, log_start, trans, log_obs, lengths)
     fast = batch_smoother_scaled(log_start, trans, log_obs, lengths)
     underflow = jnp.any(~jnp.isfinite(fast.log_likelihood))
+    return jax.lax.cond(underflow, lambda: _batch_of(hmm_smoother, log_start, trans, log_obs, lengths),
+                        lambda: fast)
 
-    def exact():
-        post = jax.vmap(hmm_smoother, in_axes=(None, None, 0, 0))(log_start, trans, log_obs, lengths)
-        keep = lengths > 0
-        return BatchPosterior(jnp.where(keep, post.log_likelihood, 0.0),
-                              jnp.where(keep[:, None, None], post.gamma, 0.0),
-                              jnp.sum(jnp.where(keep[:, None, None], post.xi_sum, 0.0), axis=0))
 
-    return jax.lax.cond(underflow, exact, lambda: fast)
+#: The ``implementation`` options of the HMM estimators.
+IMPLEMENTATIONS = ("auto", "log", "scaling", "parallel")
+#: Shortest sequence bucket that ``implementation="auto"`` runs in parallel in time on an accelerator.
+PARALLEL_MIN_STEPS = 2048
+
+
+def use_parallel_in_time(implementation: str, n_steps: int, backend: str | None = None) -> bool:
+    """Whether the E-step and the decoder of ``n_steps``-step sequences use the associative scans.
+
+    The sequential recursions take ``T`` dependent steps of ``O(K^2)`` work:
+    on a CPU that is the fastest way (the scans do ``O(K^3)`` work per step
+    and ``log T`` passes over memory), but on a GPU or TPU each step is a
+    kernel launch that leaves the device idle. ``"auto"`` (the estimators'
+    default) therefore runs the parallel-in-time versions (Särkkä &
+    García-Fernández 2021) for buckets of at least ``PARALLEL_MIN_STEPS``
+    steps when JAX's default backend is not the CPU; ``"parallel"`` always
+    does; ``"log"`` and ``"scaling"`` (hmmlearn's names) never do.
+
+    Parameters
+    ----------
+    implementation : {"auto", "log", "scaling", "parallel"}
+    n_steps : int
+        Padded length of the sequences of a bucket.
+    backend : str, optional
+        Platform name ("cpu", "gpu", "tpu"); default ``jax.default_backend()``.
+    """
+    if implementation == "parallel":
+        return True
+    if implementation != "auto":
+        return False
+    backend = jax.default_backend() if backend is None else backend
+    return backend != "cpu" and n_steps >= PARALLEL_MIN_STEPS
 
 
 def hmm_viterbi(log_start, trans, log_obs, length=None):

@@ -22,6 +22,7 @@ from .._config import resolve_dtype
 from .._validation import check_float, check_int, check_option, check_random_key
 from ..core import loop
 from ..core.progress import check_progress
+from ..inference.hmm import IMPLEMENTATIONS
 from ..core.sequences import bucket_sequences, split_sequences, unbucket
 from ._base import ParamsMixin, check_is_fitted
 from ..algorithms import distributed
@@ -58,7 +59,7 @@ class BaseHMM(OnlineHMMMixin, ParamsMixin):
         check_int(self.n_iter, name="n_iter", low=0)
         check_float(self.tol, name="tol", low=-np.inf, finite=False)  # -inf: never stop early
         check_option(self.algorithm, name="algorithm", options=("viterbi", "map"))
-        check_option(self.implementation, name="implementation", options=("log", "scaling"))
+        check_option(self.implementation, name="implementation", options=IMPLEMENTATIONS)
         check_progress(self.progress)
         allowed = set("st" + self._emission_letters)
         for name in ("params", "init_params"):
@@ -138,7 +139,7 @@ class BaseHMM(OnlineHMMMixin, ParamsMixin):
         emission = self._initial_emission(init_key, X_all, shift, dtype)
         params0 = HMMParams(start, trans, emission)
         hyper = self._hyper(X_all, dtype)
-        model = HiddenMarkovEM(self._family(), self.params)
+        model = HiddenMarkovEM(self._family(), self.params, self.implementation)
         state = loop.init(model, params0, buckets.batches, hyper, loop_key)
         result = loop.run(model, state, buckets.batches, hyper, max_iter=self.n_iter, tol=self.tol,
                           progress=self.progress, description=type(self).__name__)
@@ -179,7 +180,7 @@ class BaseHMM(OnlineHMMMixin, ParamsMixin):
     def _posteriors(self, X, lengths):
         buckets, params = self._prepare(X, lengths)
         family = self._family()
-        outs = [posterior_batch(family, params, batch) for batch in buckets.batches]
+        outs = [posterior_batch(family, params, batch, self.implementation) for batch in buckets.batches]
         log_liks = unbucket([o[0][:, None] for o in outs], _scalar_view(buckets))
         gammas = unbucket([o[1] for o in outs], buckets)
         return np.array([float(v[0]) for v in log_liks]), np.concatenate(gammas)
@@ -206,7 +207,7 @@ class BaseHMM(OnlineHMMMixin, ParamsMixin):
             _, gamma = self._posteriors(X, lengths)
             return float(np.log(gamma.max(axis=1)).sum()), gamma.argmax(axis=1)
         buckets, params = self._prepare(X, lengths)
-        outs = [viterbi_batch(self._family(), params, batch) for batch in buckets.batches]
+        outs = [viterbi_batch(self._family(), params, batch, self.implementation) for batch in buckets.batches]
         log_probs = unbucket([o[0][:, None] for o in outs], _scalar_view(buckets))
         paths = unbucket([o[1] for o in outs], buckets)
         return float(sum(float(v[0]) for v in log_probs)), np.concatenate(paths).astype(np.int64)

@@ -74,10 +74,12 @@ def emission_log_prob(family, params: HMMParams, batch: SequenceBatch):
     return family.log_prob(params.emission, flat).reshape(n_seq, n_steps, -1)
 
 
-def smooth_batch(family, params: HMMParams, batch: SequenceBatch):
-    """Forward-backward on every sequence of a bucket (scaled, log-space fallback)."""
+def smooth_batch(family, params: HMMParams, batch: SequenceBatch, implementation: str = "auto"):
+    """Forward-backward on every sequence of a bucket: scaled with a log-space fallback, or
+    parallel in time (:func:`lateo.inference.hmm.use_parallel_in_time`)."""
     log_obs = emission_log_prob(family, params, batch)
-    return inference.batch_smoother(jnp.log(params.startprob), params.transmat, log_obs, batch.lengths)
+    parallel = inference.use_parallel_in_time(implementation, batch.X.shape[1])
+    return inference.batch_smoother(jnp.log(params.startprob), params.transmat, log_obs, batch.lengths, parallel)
 
 
 def emission_stats(family, emission, X, gamma):
@@ -91,9 +93,9 @@ def emission_stats(family, emission, X, gamma):
     return family.stats(X, gamma) if given is None else given(emission, X, gamma)
 
 
-def batch_stats(family, params: HMMParams, batch: SequenceBatch):
+def batch_stats(family, params: HMMParams, batch: SequenceBatch, implementation: str = "auto"):
     """Statistics and total log-likelihood of one bucket."""
-    post = smooth_batch(family, params, batch)
+    post = smooth_batch(family, params, batch, implementation)
     n_seq, n_steps, dim = batch.X.shape
     gamma = post.gamma.reshape(n_seq * n_steps, -1)
     emission = emission_stats(family, params.emission, batch.X.reshape(n_seq * n_steps, dim), gamma)
@@ -137,15 +139,18 @@ class HiddenMarkovEM:
     """An HMM with a given emission family, as a model of the statistics loop.
 
     ``params`` are hmmlearn's letters of the parameters to update
-    ("s" start, "t" transitions, plus the family's letters).
+    ("s" start, "t" transitions, plus the family's letters); ``implementation``
+    picks the sequential or parallel-in-time smoother per bucket
+    (:func:`lateo.inference.hmm.use_parallel_in_time`).
     """
 
     family: Any
     params: str
+    implementation: str = "auto"
 
     def expected_stats(self, key, params: HMMParams, data, hyper: HMMHyper):
         del key  # exact E-step
-        parts = [batch_stats(self.family, params, batch) for batch in data]
+        parts = [batch_stats(self.family, params, batch, self.implementation) for batch in data]
         stats = jax.tree.map(lambda *leaves: sum(leaves), *[p[0] for p in parts])
         log_lik = sum(p[1] for p in parts)
         return stats, log_lik + self.log_prior(params, hyper)
@@ -178,18 +183,20 @@ class HiddenMarkovEM:
 # ---------------------------------------------------------------- scoring
 
 
-@partial(jax.jit, static_argnames=("family",))
-def posterior_batch(family, params: HMMParams, batch: SequenceBatch):
+@partial(jax.jit, static_argnames=("family", "implementation"))
+def posterior_batch(family, params: HMMParams, batch: SequenceBatch, implementation: str = "auto"):
     """Per-sequence ``log p(x)`` (S,) and posteriors ``gamma`` (S, T, K) of one bucket."""
-    post = smooth_batch(family, params, batch)
+    post = smooth_batch(family, params, batch, implementation)
     return post.log_likelihood, post.gamma
 
 
-@partial(jax.jit, static_argnames=("family",))
-def viterbi_batch(family, params: HMMParams, batch: SequenceBatch):
+@partial(jax.jit, static_argnames=("family", "implementation"))
+def viterbi_batch(family, params: HMMParams, batch: SequenceBatch, implementation: str = "auto"):
     """Per-sequence Viterbi log-probability (S,) and paths (S, T) of one bucket."""
     log_obs = emission_log_prob(family, params, batch)
-    viterbi = jax.vmap(inference.hmm_viterbi, in_axes=(None, None, 0, 0))
+    parallel = inference.use_parallel_in_time(implementation, batch.X.shape[1])
+    decoder = inference.parallel_viterbi if parallel else inference.hmm_viterbi
+    viterbi = jax.vmap(decoder, in_axes=(None, None, 0, 0))
     return viterbi(jnp.log(params.startprob), params.transmat, log_obs, batch.lengths)
 
 

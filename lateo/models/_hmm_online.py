@@ -66,7 +66,8 @@ class OnlineHMMMixin:
         start, trans = self._initial_transitions(dtype)
         params0 = HMMParams(start, trans, self._initial_emission(init_key, X_all, shift, dtype))
         hyper = self._hyper(X_all, dtype)
-        return params0, shift, hyper, HiddenMarkovEM(self._family(), self.params), loop_key, shuffle_key
+        model = HiddenMarkovEM(self._family(), self.params, self.implementation)
+        return params0, shift, hyper, model, loop_key, shuffle_key
 
     def _online_step(self, model, schedule, state, seqs, shift, hyper, n_total, dtype):
         batch = self._buckets(seqs, shift, dtype).batches

@@ -113,7 +113,7 @@ class GMMHMM(BaseHMM):
     def __init__(self, n_components=1, *, n_mix=1, covariance_type="diag", min_covar=1e-3, reg_covar=1e-6,
                  startprob_prior=1.0, transmat_prior=1.0, weights_prior=1.0, means_prior=0.0, means_weight=0.0,
                  covars_prior=None, covars_weight=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2,
-                 params="stmcw", init_params="stmcw", implementation="log", dtype="float64", progress="auto"):
+                 params="stmcw", init_params="stmcw", implementation="auto", dtype="float64", progress="auto"):
         self._store_init_args(locals())
 
     def _validate_hyperparameters(self):

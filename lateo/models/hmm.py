@@ -88,9 +88,16 @@ class GaussianHMM(BaseHMM):
         attributes (``startprob_``, ``transmat_``, ``means_``, ``covars_``)
         before ``fit`` and leave their letters out of ``init_params`` to
         start from them; leave letters out of ``params`` to freeze them.
-    implementation : {"log", "scaling"}, default="log"
-        Accepted for hmmlearn compatibility; lateo always runs the
-        max-shifted log-space recursions of :mod:`lateo.inference.hmm`.
+    implementation : {"auto", "log", "scaling", "parallel"}, default="auto"
+        How the forward-backward and Viterbi passes run.
+        "log" and "scaling" are hmmlearn's names. Both run lateo's
+        sequential engine: the scaled recursions, with an exact log-space
+        fallback when a normaliser underflows (:mod:`lateo.inference.hmm`).
+        "parallel" runs the parallel-in-time associative scans (depth
+        ``O(log T)``). "auto" runs the sequential engine on the CPU and the
+        parallel scans for sequences of at least
+        ``lateo.inference.hmm.PARALLEL_MIN_STEPS`` (2048) steps on a GPU or
+        TPU. All four give the same results to rounding.
     dtype : {"float64", "float32"}, default="float64"
     progress : {"auto", True, False}, default="auto"
     em_algorithm : {"batch", "online"}, default="batch"
@@ -129,7 +136,7 @@ class GaussianHMM(BaseHMM):
         tol=1e-2,
         params="stmc",
         init_params="stmc",
-        implementation="log",
+        implementation="auto",
         dtype="float64",
         progress="auto",
         em_algorithm="batch",

@@ -90,8 +90,8 @@ class CategoricalHMM(_DiscreteHMM):
         Letters: "s" start probabilities, "t" transitions, "e" emission
         probabilities. Set ``emissionprob_`` before ``fit`` and leave "e"
         out of ``init_params`` to start from it.
-    implementation : {"log", "scaling"}, default="log"
-        Accepted for hmmlearn compatibility (see :class:`lateo.models.hmm.GaussianHMM`).
+    implementation : {"auto", "log", "scaling", "parallel"}, default="auto"
+        Sequential or parallel-in-time passes (see :class:`lateo.models.hmm.GaussianHMM`).
     dtype : {"float64", "float32"}, default="float64"
     progress : {"auto", True, False}, default="auto"
     em_algorithm, batch_size, step_size
@@ -118,7 +118,7 @@ class CategoricalHMM(_DiscreteHMM):
 
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="ste",
-                 init_params="ste", implementation="log", dtype="float64", progress="auto", em_algorithm="batch",
+                 init_params="ste", implementation="auto", dtype="float64", progress="auto", em_algorithm="batch",
                  batch_size=16, step_size=None):  # fmt: skip
         self._store_init_args(locals())
 
@@ -234,7 +234,7 @@ class PoissonHMM(_DiscreteHMM):
 
     def __init__(self, n_components=1, *, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, params="stl",
-                 init_params="stl", implementation="log", dtype="float64", progress="auto", em_algorithm="batch",
+                 init_params="stl", implementation="auto", dtype="float64", progress="auto", em_algorithm="batch",
                  batch_size=16, step_size=None):  # fmt: skip
         self._store_init_args(locals())
 
