@@ -40,3 +40,13 @@ def test_uniform_and_normal_distributions(impl):
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
     # consecutive counters are not correlated either
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_extreme_bits_map_inside_the_open_interval():
+    """The smallest and largest 32-bit words give uniforms 2^-24 and 1 - 2^-24 exactly, and
+    finite normals (no clamp needed)."""
+    bits = jnp.array([0, 511, 2**32 - 1], dtype=jnp.uint32)
+    u = np.asarray(jax.jit(rng._unit_float32)(bits), np.float64)
+    np.testing.assert_array_equal(u, [2.0**-24, 2.0**-24, 1 - 2.0**-24])
+    z = np.sqrt(2.0) * np.asarray(jax.lax.erf_inv(2.0 * jnp.asarray(u, jnp.float32) - 1.0))
+    assert np.isfinite(z).all() and z[0] < -5 and z[-1] > 5

@@ -141,10 +141,8 @@ class SAEM:
 
         def one(k):
             k1, k2 = jax.random.split(k)
-            ind = individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(k1, individual.shape)
-            flat, unravel = ravel_pytree(population)
-            base = ravel_pytree(hyper.family.population_std)[0]
-            pop = unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(k2, flat.shape))
+            ind = self.jitter_individual(k1, theta, individual)
+            pop = self.jitter_population(k2, hyper.family, population)
             dtype = individual.dtype
             log_scale = jnp.log(jnp.asarray(2.38 / jnp.sqrt(n_pop), dtype))
             terms = self.family.subject_terms(data, pop, ind)
@@ -153,6 +151,17 @@ class SAEM:
 
         chains = jax.vmap(one)(jax.random.split(key, self.n_chains))
         return SAEMLatent(chains, jnp.asarray(0, jnp.int32), hyper)
+
+    def jitter_individual(self, key, theta, individual):
+        r"""A chain's start: :math:`z_i + 0.05\,\sigma \odot \varepsilon_i` (``individual_std`` :math:`\sigma`)."""
+        return individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(key, individual.shape)
+
+    @staticmethod
+    def jitter_population(key, family_hyper, population):
+        r"""A chain's start: :math:`w + 0.05\,s \odot \varepsilon` (``population_std`` :math:`s`)."""
+        flat, unravel = ravel_pytree(population)
+        base = ravel_pytree(family_hyper.population_std)[0]
+        return unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(key, flat.shape))
 
     # ------------------------------------------------------------------ simulation step
 
@@ -187,22 +196,41 @@ class SAEM:
         Robbins-Monro toward 0.234 during burn-in: once the prior scales are small the
         conditional posterior of the population latents is close to that prior, shifted
         along the likelihood gradient. Returns the population, the acceptance probability
-        and the subjects' terms.
+        and the subjects' terms. Composed of :meth:`population_proposal`,
+        :meth:`population_partial` (the only piece that reads the data: a sum over subjects,
+        so data partitions add) and :meth:`population_accept`.
         """
-        family = self.family
-        flat, unravel = ravel_pytree(chain.population)
-        base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
-        scale = jnp.exp(chain.population_log_scale) * base
-        key_prop, key_acc = jax.random.split(key)
-        proposal = unravel(flat + scale * jax.random.normal(key_prop, flat.shape, flat.dtype))
-        terms_new = family.subject_terms(data, proposal, chain.individual)
-        log_ratio = jnp.sum(family.terms_loglik(theta, terms_new) - family.terms_loglik(theta, chain.terms))
-        log_ratio = log_ratio + family.population_logprior(theta, hyper.family, proposal)
-        log_ratio = log_ratio - family.population_logprior(theta, hyper.family, chain.population)
-        log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
-        accept = jnp.log(jax.random.uniform(key_acc, (), flat.dtype)) < log_ratio
+        proposal, key_acc = self.population_proposal(key, hyper, chain.population, chain.population_log_scale)
+        partial, terms_new = self.population_partial(theta, data, proposal, chain.individual, chain.terms)
+        accept, probability = self.population_accept(key_acc, theta, hyper, chain.population, proposal, partial)
         population = select_tree(accept, proposal, chain.population)
-        return population, jnp.exp(jnp.minimum(log_ratio, 0.0)), jnp.where(accept, terms_new, chain.terms)
+        return population, probability, jnp.where(accept, terms_new, chain.terms)
+
+    def population_proposal(self, key, hyper, population, log_scale):
+        r"""The random-walk proposal :math:`w' = w + e^{\ell} s \odot \varepsilon`, :math:`\varepsilon \sim N(0, I)`,
+        and the key of the acceptance test."""
+        flat, unravel = ravel_pytree(population)
+        base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
+        scale = jnp.exp(log_scale) * base
+        key_prop, key_acc = jax.random.split(key)
+        return unravel(flat + scale * jax.random.normal(key_prop, flat.shape, flat.dtype)), key_acc
+
+    def population_partial(self, theta, data, proposal, individual, terms):
+        r"""The data's part of the log acceptance ratio, :math:`\sum_i \ell_i(w') - \ell_i(w)` over the
+        subjects of ``data``, and their terms at the proposal ``w'``."""
+        family = self.family
+        terms_new = family.subject_terms(data, proposal, individual)
+        return jnp.sum(family.terms_loglik(theta, terms_new) - family.terms_loglik(theta, terms)), terms_new
+
+    def population_accept(self, key_acc, theta, hyper, population, proposal, partial):
+        r"""Accept ``proposal`` iff :math:`\log u < \text{partial} + \log p(w') - \log p(w)` (NaN rejects);
+        returns the decision and the acceptance probability."""
+        family = self.family
+        log_ratio = partial + family.population_logprior(theta, hyper.family, proposal)
+        log_ratio = log_ratio - family.population_logprior(theta, hyper.family, population)
+        log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
+        accept = jnp.log(jax.random.uniform(key_acc, (), log_ratio.dtype)) < log_ratio
+        return accept, jnp.exp(jnp.minimum(log_ratio, 0.0))
 
     def population_scale(self, k, hyper: SAEMHyper):
         r"""Factor on the population latents' prior scales at iteration :math:`k`.
@@ -222,17 +250,39 @@ class SAEM:
         frac = jnp.clip((k - 1.0) / span, 0.0, 1.0)
         return jnp.exp(jnp.log(self.population_shrink) * frac)
 
-    def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
-        family = self.family
+    def kernel_parameters(self, theta, hyper: SAEMHyper, k):
+        """The parameters the simulation step of iteration ``k`` targets: ``theta`` annealed (its
+        individual variances inflated, if ``annealing``) and ``hyper`` with the population prior
+        scales times :meth:`population_scale`."""
         temperature = 1.0
         if self.annealing:
             frac = jnp.clip(1.0 - (k - 1) / self.annealing, 0.0, 1.0)
             temperature = 1.0 + (self.annealing_temperature - 1.0) * frac
-        theta_e = family.anneal(theta, temperature)
+        theta_e = self.family.anneal(theta, temperature)
         factor = self.population_scale(k, hyper)
         hyper = hyper._replace(family=hyper.family._replace(
             population_std=jax.tree_util.tree_map(lambda x: x * factor, hyper.family.population_std)
         ))  # fmt: skip
+        return theta_e, hyper
+
+    def adapt_log_scale(self, log_scale, k, acceptance, target, hyper: SAEMHyper):
+        """Robbins-Monro step of a log proposal scale toward ``target`` during burn-in; frozen afterwards."""
+        return jnp.where(k <= hyper.burn_in, robbins_monro_update(log_scale, k, acceptance, target), log_scale)
+
+    @staticmethod
+    def population_target(population) -> float:
+        """Target acceptance of the joint population proposal: 0.44 in one dimension, else 0.234."""
+        return 0.44 if ravel_pytree(population)[0].size == 1 else 0.234
+
+    @staticmethod
+    def running_mean(old, new, k):
+        """Running mean of the acceptance rates over the last ~50 iterations."""
+        weight = 1.0 / jnp.minimum(k, 50).astype(new.dtype)
+        return old + weight * (new - old)
+
+    def _chain_step(self, key, theta, data, hyper, chain: ChainState, k, gamma):
+        family = self.family
+        theta_e, hyper = self.kernel_parameters(theta, hyper, k)
 
         def sweep(i, carry):
             chain, acc_ind, acc_pop = carry
@@ -250,23 +300,17 @@ class SAEM:
 
         zeros = (jnp.zeros_like(chain.individual_acceptance), jnp.zeros_like(chain.population_acceptance))
         chain, acc_ind, acc_pop = jax.lax.fori_loop(0, self.n_mh_steps, sweep, (chain, *zeros))
-        adapting = k <= hyper.burn_in
-        target = self.target_accept
-        ind_scale = jnp.where(adapting, robbins_monro_update(chain.individual_log_scale, k, acc_ind, target),
-                              chain.individual_log_scale)  # fmt: skip
-        flat_pop = ravel_pytree(chain.population)[0]
-        pop_target = 0.44 if flat_pop.size == 1 else 0.234
-        pop_log_scale = jnp.where(adapting, robbins_monro_update(chain.population_log_scale, k, acc_pop, pop_target),
-                                  chain.population_log_scale)  # fmt: skip
-        weight = 1.0 / jnp.minimum(k, 50).astype(acc_ind.dtype)  # running mean over the last ~50 iterations
+        ind_scale = self.adapt_log_scale(chain.individual_log_scale, k, acc_ind, self.target_accept, hyper)
+        pop_target = self.population_target(chain.population)
+        pop_log_scale = self.adapt_log_scale(chain.population_log_scale, k, acc_pop, pop_target, hyper)
         s_draw = family.sufficient_stats(data, chain.population, chain.individual, chain.terms)
         objective = family.complete_loglik(theta, hyper.family, s_draw, chain.population, chain.individual)
         return (
             chain._replace(
                 individual_log_scale=ind_scale,
                 population_log_scale=pop_log_scale,
-                individual_acceptance=chain.individual_acceptance + weight * (acc_ind - chain.individual_acceptance),
-                population_acceptance=chain.population_acceptance + weight * (acc_pop - chain.population_acceptance),
+                individual_acceptance=self.running_mean(chain.individual_acceptance, acc_ind, k),
+                population_acceptance=self.running_mean(chain.population_acceptance, acc_pop, k),
                 stats=stats_interpolate(chain.stats, s_draw, gamma),
                 individual_mean=chain.individual_mean + gamma * (chain.individual - chain.individual_mean),
             ),

@@ -51,17 +51,28 @@ def _is_threefry(key) -> bool:
 
 
 def random_bits(key, size: int):
-    """``size`` pseudo-random ``uint32`` words from a Threefry ``key`` (counters ``0 .. size/2``)."""
+    """``size`` pseudo-random ``uint32`` words from a Threefry ``key`` (counters ``0 .. size/2``).
+
+    The two output words of counter ``c`` are words ``2c`` and ``2c + 1``: interleaved, so an
+    ``(n, 2)`` draw (an SAEM proposal of two individual parameters) is one elementwise loop; the
+    concatenation of the halves lowered to per-element index arithmetic there, 5x slower.
+    """
     words = jax.random.key_data(key).reshape(-1)
     half = (size + 1) // 2
     counter = lax.iota(jnp.uint32, half)
     a, b = threefry2x32(words[0], words[1], counter, jnp.zeros_like(counter))
-    return jnp.concatenate([a, b])[:size]
+    return jnp.stack([a, b], axis=-1).reshape(-1)[:size]
 
 
 def _unit_float32(bits):
-    """Uniforms on ``[0, 1)`` from the top 23 bits (the mantissa of a float in ``[1, 2)``)."""
-    return lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+    """Uniforms on the open interval ``(0, 1)`` from the top 23 bits: :math:`(b + 1/2)\,2^{-23}`.
+
+    Every value ``b + 1/2 < 2^23`` is exact in single precision, so the draws lie in
+    ``[2^-24, 1 - 2^-24]``: never 0 or 1 (finite logarithms and inverse error functions). An
+    integer-to-float conversion rather than a bit cast into the mantissa: XLA:CPU fuses a
+    conversion with the generator, not a bit cast (5x faster, measured in an SAEM sweep).
+    """
+    return ((bits >> np.uint32(9)).astype(jnp.float32) + np.float32(0.5)) * np.float32(2.0**-23)
 
 
 def uniform(key, shape, dtype=jnp.float32):
@@ -70,8 +81,7 @@ def uniform(key, shape, dtype=jnp.float32):
     if not _is_threefry(key):
         tiny = jnp.finfo(jnp.float32).tiny
         return jax.random.uniform(key, shape, jnp.float32, minval=tiny).astype(dtype)
-    u = _unit_float32(random_bits(key, int(np.prod(shape, dtype=int))))
-    return jnp.maximum(u, np.float32(2.0**-24)).reshape(shape).astype(dtype)
+    return _unit_float32(random_bits(key, int(np.prod(shape, dtype=int)))).reshape(shape).astype(dtype)
 
 
 def normal(key, shape, dtype=jnp.float32):
@@ -80,6 +90,5 @@ def normal(key, shape, dtype=jnp.float32):
     if not _is_threefry(key):
         return jax.random.normal(key, shape, jnp.float32).astype(dtype)
     u = _unit_float32(random_bits(key, int(np.prod(shape, dtype=int))))
-    lo = np.float32(np.nextafter(np.float32(-1.0), np.float32(0.0)))
-    z = np.float32(np.sqrt(2.0)) * lax.erf_inv(jnp.maximum(2.0 * u - 1.0, lo))
+    z = np.float32(np.sqrt(2.0)) * lax.erf_inv(2.0 * u - 1.0)  # |2u - 1| <= 1 - 2^-23, exactly
     return z.reshape(shape).astype(dtype)

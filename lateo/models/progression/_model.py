@@ -38,6 +38,8 @@ under a scaled-inverse-:math:`\chi^2(\nu, s^2)` prior (seed 000) for
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -92,6 +94,20 @@ class Data(NamedTuple):
     values: jax.Array  # (N, V, K), 0 where unobserved
     mask: jax.Array  # (N, V, K) float 0/1
     subject_mask: jax.Array  # (N,) float 0/1: 0 for padding subjects
+
+
+class SymmetryDraws(NamedTuple):
+    """The random numbers of one round of :meth:`ProgressionFamily.symmetry_moves`."""
+
+    delta: jax.Array  # time-shift step
+    eta: jax.Array  # log speed-scale step
+    ridge: jax.Array  # ridge step
+    log_u: jax.Array  # (3,) log uniforms of the three acceptance tests
+
+
+def _shift_scale(tau, xi, draws: SymmetryDraws, shifted, scaled):
+    """``(tau, xi)`` after the accepted time-shift and speed-scale moves of :meth:`ProgressionFamily.symmetry_moves`."""
+    return jnp.where(shifted, tau - draws.delta, tau), jnp.where(scaled, xi - draws.eta, xi)
 
 
 class Hyper(NamedTuple):
@@ -287,6 +303,13 @@ class ProgressionFamily:
         tau, xi, sources = split_individual(individual)
         return sufficient_stats(self.kind, data, population, tau, xi, terms, sources)
 
+    @staticmethod
+    def combine_stats(parts) -> Stats:
+        """The statistics of disjoint sets of subjects (a list), all at the same population draw: sums
+        and counts added left to right, the population latents taken from the first."""
+        total = jax.tree_util.tree_map(lambda *leaves: functools.reduce(operator.add, leaves), *parts)
+        return total._replace(population=parts[0].population)
+
     def complete_loglik(self, theta, hyper, stats, population, individual):
         del individual  # entered through the statistics
         return complete_loglik(theta, hyper, stats, population)
@@ -312,38 +335,93 @@ class ProgressionFamily:
         likelihood is then exactly invariant) or :math:`-\bar v_k(1+\bar g_k)^2/\bar g_k` at the
         population means (logistic: invariant to first order at the reference time). It is a translation (unit Jacobian) with a symmetric
         :math:`\delta` of random scale, accepted on the full posterior ratio.
+
+        Composed of pieces that a sampler with the subjects split over data partitions runs on
+        the client (:meth:`symmetry_draws`, :meth:`shift_scale_moves`, :meth:`ridge_proposal`,
+        :meth:`ridge_accept`) and per partition (:meth:`symmetry_prior_sums`,
+        :meth:`apply_shift_scale`, :meth:`ridge_terms`, whose sums over subjects add across
+        partitions); see :mod:`lateo.algorithms.distributed_saem`.
         """
         tau, xi, sources = split_individual(individual)
         n = jnp.maximum(jnp.sum(jnp.ones_like(tau)), 1.0)
+        draws = self.symmetry_draws(key, theta, n, tau.dtype)
+
+        def prior_sum(shifted, scaled):
+            tau_m = jnp.where(shifted, tau - draws.delta, tau)
+            xi_m = jnp.where(scaled, xi - draws.eta, xi)
+            return jnp.sum(individual_logprior(theta, tau_m, xi_m))
+
+        population, shifted, scaled, current = self.shift_scale_moves(theta, hyper, population, draws, prior_sum)
+        tau, xi = _shift_scale(tau, xi, draws, shifted, scaled)
+        ridged = self.ridge_proposal(theta, population, draws)
+        partial, prior_new, tau_new, terms_new = self._ridge_terms(data, theta, ridged, tau, xi, sources, terms, draws)
+        accept = self.ridge_accept(theta, hyper, ridged, draws, partial, prior_new, current)
+        population = select_tree(accept, ridged, population)
+        # one assembly of the (N, 2 + Q) array at the end: XLA:CPU lowers each stacking along the
+        # short last axis to per-element index arithmetic (it made an SAEM iteration 1.5x slower)
+        tau = jnp.where(accept, tau_new, tau)
+        individual = jnp.concatenate([jnp.stack([tau, xi], axis=-1), individual[..., 2:]], axis=-1)
+        return population, individual, jnp.where(accept, terms_new, terms)
+
+    def symmetry_draws(self, key, theta: Theta, n, dtype) -> SymmetryDraws:
+        r"""The random numbers of :meth:`symmetry_moves`: the steps :math:`\delta = 2.4\sigma_\tau
+        \varepsilon_0/\sqrt n`, :math:`\eta = 2.4\sigma_\xi \varepsilon_1/\sqrt n`, the ridge step
+        :math:`c\,2.4\sigma_\tau\varepsilon_2/\sqrt n` (:math:`c \in \{1, 4, 16\}` uniformly) and the
+        three :math:`\log u` of the acceptance tests (``n``: the number of subjects)."""
         k_normal, k_uniform, k_size = jax.random.split(key, 3)
-        normal = jax.random.normal(k_normal, (3,), tau.dtype)  # one draw each for the shift, scale and ridge
-        log_u = jnp.log(jax.random.uniform(k_uniform, (3,), tau.dtype))
-
-        def log_prior(pop, tau, xi):
-            return jnp.sum(individual_logprior(theta, tau, xi)) + population_logprior(theta, hyper, pop)
-
-        current = log_prior(population, tau, xi)
+        normal = jax.random.normal(k_normal, (3,), dtype)  # one draw each for the shift, scale and ridge
+        log_u = jnp.log(jax.random.uniform(k_uniform, (3,), dtype))
         delta = 2.4 * theta.tau_std / jnp.sqrt(n) * normal[0]
-        shifted = population._replace(t0=population.t0 + delta)
-        proposal = log_prior(shifted, tau - delta, xi)
-        accept = log_u[0] < proposal - current
-        population = select_tree(accept, shifted, population)
-        tau = jnp.where(accept, tau - delta, tau)
-        current = jnp.where(accept, proposal, current)
-
         eta = 2.4 * theta.xi_std / jnp.sqrt(n) * normal[1]
+        size = jnp.array([1.0, 4.0, 16.0], dtype)[jax.random.randint(k_size, (), 0, 3)]
+        ridge = size * 2.4 * theta.tau_std / jnp.sqrt(n) * normal[2]
+        return SymmetryDraws(delta, eta, ridge, log_u)
+
+    @staticmethod
+    def symmetry_prior_sums(theta: Theta, individual, draws: SymmetryDraws, weight=None):
+        r"""Per-partition sums :math:`\sum_i w_i \log p(\tau_i - a\delta, \xi_i - b\eta)` for
+        :math:`(a, b) = (0, 0), (1, 0), (0, 1), (1, 1)`: every individual prior the shift and scale
+        moves may need (``weight``: the subject mask, or None). Cheap (no model evaluation), so one
+        round trip serves both moves."""
+        tau, xi, _ = split_individual(individual)
+        out = []
+        for a, b in ((False, False), (True, False), (False, True), (True, True)):
+            lp = individual_logprior(theta, tau - draws.delta if a else tau, xi - draws.eta if b else xi)
+            out.append(jnp.sum(lp if weight is None else weight * lp))
+        return jnp.stack(out)
+
+    def shift_scale_moves(self, theta: Theta, hyper: Hyper, population, draws: SymmetryDraws, prior_sum):
+        r"""The time-shift and the speed-scale moves (see :meth:`symmetry_moves`), given
+        ``prior_sum(shifted, scaled)``, the sum of the individual log priors after the moves that
+        were accepted. Returns the population, the two decisions and the log prior of the state."""
+        current = prior_sum(False, False) + population_logprior(theta, hyper, population)
+        shifted = population._replace(t0=population.t0 + draws.delta)
+        proposal = prior_sum(True, False) + population_logprior(theta, hyper, shifted)
+        accept_shift = draws.log_u[0] < proposal - current
+        population = select_tree(accept_shift, shifted, population)
+        current = jnp.where(accept_shift, proposal, current)
+
+        eta = draws.eta
         if self.kind == "linear":
             scaled = population._replace(speed=population.speed * jnp.exp(eta))
             log_jacobian = population.speed.size * eta
         else:
             scaled = population._replace(speed=population.speed + eta)
             log_jacobian = 0.0
-        proposal = log_prior(scaled, tau, xi - eta)
-        accept = log_u[1] < proposal + log_jacobian - current
-        population = select_tree(accept, scaled, population)
-        xi = jnp.where(accept, xi - eta, xi)
-        current = jnp.where(accept, proposal, current)
+        proposal = prior_sum(accept_shift, True) + population_logprior(theta, hyper, scaled)
+        accept_scale = draws.log_u[1] < proposal + log_jacobian - current
+        population = select_tree(accept_scale, scaled, population)
+        current = jnp.where(accept_scale, proposal, current)
+        return population, accept_shift, accept_scale, current
 
+    @staticmethod
+    def apply_shift_scale(individual, draws: SymmetryDraws, shifted, scaled):
+        """The individual parameters after the accepted shift and scale moves."""
+        tau, xi = _shift_scale(*split_individual(individual)[:2], draws, shifted, scaled)
+        return jnp.concatenate([jnp.stack([tau, xi], axis=-1), individual[..., 2:]], axis=-1)
+
+    def ridge_proposal(self, theta: Theta, population: Population, draws: SymmetryDraws) -> Population:
+        """The population moved along the ridge by the step ``draws.ridge`` (see :meth:`symmetry_moves`)."""
         # The direction must not depend on the coordinates the move changes (t0, positions, tau), or
         # the move would not be a translation: the linear model's speeds are untouched by it, and the
         # logistic model takes its rate from the population means, fixed during the E-step.
@@ -352,18 +430,34 @@ class ProgressionFamily:
         else:
             g, v = jnp.exp(theta.population.position), jnp.exp(theta.population.speed)
             direction = -v * (1.0 + g) ** 2 / g
-        size = jnp.array([1.0, 4.0, 16.0], tau.dtype)[jax.random.randint(k_size, (), 0, 3)]
-        delta = size * 2.4 * theta.tau_std / jnp.sqrt(n) * normal[2]
-        ridged = population._replace(t0=population.t0 + delta, position=population.position + direction * delta)
-        tau_new = tau + delta * (jnp.exp(-xi) - 1.0)
+        delta = draws.ridge
+        return population._replace(t0=population.t0 + delta, position=population.position + direction * delta)
+
+    def ridge_terms(self, data: Data, theta: Theta, ridged, individual, terms, draws: SymmetryDraws, weight=None):
+        r"""The subjects' side of the ridge move: :math:`\tau_i' = \tau_i + \delta(e^{-\xi_i} - 1)`, the
+        data's part of the log ratio :math:`\sum_i \ell_i' - \ell_i`, the individual log prior
+        :math:`\sum_i w_i \log p(\tau_i', \xi_i)`, the moved individual parameters and their terms."""
+        tau, xi, sources = split_individual(individual)
+        partial, prior_new, tau_new, terms_new = self._ridge_terms(data, theta, ridged, tau, xi, sources, terms, draws,
+                                                                   weight)  # fmt: skip
+        individual_new = jnp.concatenate([tau_new[..., None], individual[..., 1:]], axis=-1)
+        return partial, prior_new, individual_new, terms_new
+
+    def _ridge_terms(self, data: Data, theta: Theta, ridged, tau, xi, sources, terms, draws: SymmetryDraws,
+                     weight=None):  # fmt: skip
+        """:meth:`ridge_terms` on the split individual parameters; returns the moved ``tau``."""
+        tau_new = tau + draws.ridge * (jnp.exp(-xi) - 1.0)
         terms_new = residual_squares(self.kind, data, ridged, tau_new, xi, sources)
-        log_ratio = jnp.sum(self.terms_loglik(theta, terms_new) - self.terms_loglik(theta, terms))
-        log_ratio = log_ratio + log_prior(ridged, tau_new, xi) - current
-        accept = log_u[2] < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
-        population = select_tree(accept, ridged, population)
-        tau = jnp.where(accept, tau_new, tau)
-        individual = jnp.concatenate([jnp.stack([tau, xi], axis=-1), individual[..., 2:]], axis=-1)
-        return population, individual, jnp.where(accept, terms_new, terms)
+        partial = jnp.sum(self.terms_loglik(theta, terms_new) - self.terms_loglik(theta, terms))
+        lp = individual_logprior(theta, tau_new, xi)
+        prior_new = jnp.sum(lp if weight is None else weight * lp)
+        return partial, prior_new, tau_new, terms_new
+
+    @staticmethod
+    def ridge_accept(theta: Theta, hyper: Hyper, ridged, draws: SymmetryDraws, partial, prior_new, current):
+        """Accept the ridge move on the full posterior ratio (NaN rejects)."""
+        log_ratio = partial + (prior_new + population_logprior(theta, hyper, ridged)) - current
+        return draws.log_u[2] < jnp.nan_to_num(log_ratio, nan=-jnp.inf)
 
     def individual_std(self, theta: Theta):
         """Prior standard deviations of :math:`(\\tau_i, \\xi_i, s_i)` (the sources' are 1)."""

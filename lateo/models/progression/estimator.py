@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..._validation import check_float, check_int, check_option, check_random_key
+from ...algorithms import distributed
 from ...algorithms.saem import SAEM
 from ...core import loop
 from ...core.progress import check_progress
@@ -275,22 +276,31 @@ class ProgressionModel(ParamsMixin):
         s2 = np.concatenate([np.square(scales), noise**2])
         return M.Hyper(population_std, jnp.full(3, dof), jnp.asarray(s2), jnp.asarray(2.0))
 
-    def fit(self, df, n_iter=None, features=None):
+    def fit(self, df, n_iter=None, features=None, *, client=None):
         """Fit the model to a long data frame (``ID``, ``TIME``, one column per feature; NaN = missing).
 
         Parameters
         ----------
-        df : pandas.DataFrame
-            Leaspy's long format; ID and TIME may also be the index.
+        df : pandas.DataFrame or dask.dataframe.DataFrame
+            Leaspy's long format; ID and TIME may also be the index. A Dask DataFrame is fitted
+            by distributed MCMC-SAEM with the subjects partitioned over the workers of ``client``
+            (every row of a subject in one partition, e.g. ``ddf.set_index("ID")``); the Laplace
+            refinement is then skipped (see :mod:`lateo.algorithms.distributed_saem`).
         n_iter : int, optional
             SAEM iterations (default: the ``n_iter`` parameter).
         features : list of str, optional
             Feature columns (default: every other column).
+        client : distributed.Client, optional
+            For a Dask DataFrame (default: the active ``dask.distributed`` Client).
 
         Returns
         -------
         self
         """
+        if distributed.is_dask_input(df):
+            from ...algorithms.distributed_saem import fit_progression
+
+            return fit_progression(self, df, n_iter=n_iter, features=features, client=client)
         n_iter, burn_in = self._check_params(self.n_iter if n_iter is None else n_iter)
         ld = from_dataframe(df, features=features, id_col=self.id_col, time_col=self.time_col,
                             bounds=_BOUNDS[self.model])  # fmt: skip
@@ -298,11 +308,7 @@ class ProgressionModel(ParamsMixin):
         theta, individual, pop_std = self._initial(ld)
         theta, individual = self._refine_start(data, theta, individual)
         hyper = self._hyper(pop_std, ld.n_features)
-        family = M.ProgressionFamily(self.model)
-        saem = SAEM(family, float(self.alpha), int(self.n_chains), int(self.n_mh_steps),
-                    float(self.target_accept), int(self.annealing),
-                    population_shrink=check_float(self.population_shrink, name="population_shrink", low=0.0,
-                                                  inclusive=False))  # fmt: skip
+        saem = self._saem()
         hyper = saem.make_hyper(hyper, burn_in)
         key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
         latent = saem.init_latent(key_chains, theta, data, hyper, theta.population, individual)
@@ -321,6 +327,13 @@ class ProgressionModel(ParamsMixin):
                 theta, self.refine_accepted_ = refined, True
         self._store_fit(ld, result, burn_in, theta)
         return self
+
+    def _saem(self) -> SAEM:
+        """The SAEM algorithm of these settings."""
+        return SAEM(M.ProgressionFamily(self.model), float(self.alpha), int(self.n_chains), int(self.n_mh_steps),
+                    float(self.target_accept), int(self.annealing),
+                    population_shrink=check_float(self.population_shrink, name="population_shrink", low=0.0,
+                                                  inclusive=False))  # fmt: skip
 
     def _refinement_is_better(self, data, saem, refined, individual, n_samples=1000):
         """Whether ``refined`` has the higher marginal likelihood, by more than twice the Monte Carlo error.
