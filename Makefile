@@ -24,8 +24,8 @@ demo: $(VENV)/.core-installed
 # The Dask tests run in their own process: their in-process LocalCluster runs JAX on worker threads,
 # which must not share a process with the rest of the suite.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -n 2 --dist worksteal -q --durations=25 --ignore=tests/test_distributed.py
-	$(PY) -m pytest -q tests/test_distributed.py
+	$(PY) -m pytest -n 2 --dist worksteal -q --durations=25 --ignore=tests/test_distributed.py --ignore=tests/test_distributed_saem.py
+	$(PY) -m pytest -q tests/test_distributed.py tests/test_distributed_saem.py
 
 bench: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e ".[bench]"

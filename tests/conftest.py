@@ -48,3 +48,13 @@ def _release_compiled_code():
 
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client on two in-process workers (threads, ``inproc://`` transport): fast, enough for
+    the distributed fits' equality and error tests (the suite runs these in their own process)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c

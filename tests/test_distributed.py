@@ -33,14 +33,6 @@ from lateo.models.ppca import PPCA  # noqa: E402
 TOL = 1e-10
 
 
-@pytest.fixture(scope="module")
-def client():
-    """Two in-process workers (threads, ``inproc://`` transport): fast, enough for equality and errors."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 def _gmm_kwargs(X, k=3):
     rng = np.random.default_rng(1)
     means = X[rng.choice(X.shape[0], k, replace=False)]

@@ -32,13 +32,6 @@ from test_progression import SPECS, effective_noise, truth_vector  # noqa: E402
 TOL = 1e-10
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 @functools.cache
 def cohort(name, n, seed=0):
     kind, theta, features = SPECS[name]
