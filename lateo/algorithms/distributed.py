@@ -290,10 +290,16 @@ def tree_sum(items, split_every: int = SPLIT_EVERY, combine=None):
     """
     import dask
 
-    fn = functools.partial(_add, combine=combine)
+    return tree_reduce(items, dask.delayed(functools.partial(_add, combine=combine)), split_every)
+
+
+def tree_reduce(items, node, split_every: int = SPLIT_EVERY):
+    """``items`` reduced in a tree, in data order: ``node(*group)`` merges ``split_every`` of them
+    (``node`` builds a lazy merge: a ``dask.delayed`` function, or ``partial(client.submit, fn)``
+    for futures). Returns the root."""
     items = list(items)
     while len(items) > 1:
-        items = [dask.delayed(fn)(*items[i:i + split_every]) for i in range(0, len(items), split_every)]
+        items = [node(*items[i:i + split_every]) for i in range(0, len(items), split_every)]
     return items[0]
 
 

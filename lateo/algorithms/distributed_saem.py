@@ -87,7 +87,7 @@ from jax.flatten_util import ravel_pytree
 from ..core.progress import FitProgress
 from ..core.stats import stats_interpolate
 from ..inference.mcmc.kernels import select_tree
-from .distributed import SPLIT_EVERY, _config, _Opaque, get_client
+from .distributed import SPLIT_EVERY, _config, _Opaque, get_client, tree_reduce
 from .saem import ChainState, SAEMLatent
 
 SAMPLE_SUBJECTS = 2_000
@@ -401,10 +401,8 @@ class _Partitions:
 
     def tree_combine(self, smalls, combine, split_every=SPLIT_EVERY):
         """Combine per-partition results in a tree on the workers (``split_every`` per node); gathers the root."""
-        while len(smalls) > 1:
-            smalls = [self.client.submit(_combine_task, combine, *smalls[i:i + split_every], pure=False)
-                      for i in range(0, len(smalls), split_every)]  # fmt: skip
-        return self.client.gather(smalls[0])
+        node = partial(self.client.submit, _combine_task, combine, pure=False)
+        return self.client.gather(tree_reduce(smalls, node, split_every))
 
     def gather_state(self):
         return self.client.gather([self.client.submit(operator.itemgetter(0), c, pure=False) for c in self.carry])
