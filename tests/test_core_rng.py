@@ -50,3 +50,35 @@ def test_extreme_bits_map_inside_the_open_interval():
     np.testing.assert_array_equal(u, [2.0**-24, 2.0**-24, 1 - 2.0**-24])
     z = np.sqrt(2.0) * np.asarray(jax.lax.erf_inv(2.0 * jnp.asarray(u, jnp.float32) - 1.0))
     assert np.isfinite(z).all() and z[0] < -5 and z[-1] > 5
+
+
+@pytest.mark.parametrize("seed", [0, 123, 2**31 + 5])
+def test_split_and_fold_in_are_bit_identical_to_jax(seed):
+    key = jax.random.key(seed)
+    for n in (1, 2, 3, 7):
+        ours = jax.jit(lambda k, n=n: rng.split(k, n))(key)
+        np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(jax.random.split(key, n)))
+    for data in (0, 1, 17, 2**32 - 1):
+        ours = jax.jit(rng.fold_in)(key, jnp.uint32(data))
+        np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(jax.random.fold_in(key, data)))
+    # a traced int32 loop counter, and keys batched by vmap
+    np.testing.assert_array_equal(jax.random.key_data(jax.jit(rng.fold_in)(key, jnp.int32(5))),
+                                  jax.random.key_data(jax.random.fold_in(key, 5)))
+    keys = jax.random.split(key, 4)
+    np.testing.assert_array_equal(jax.random.key_data(jax.vmap(lambda k: rng.split(k, 3))(keys)),
+                                  jax.random.key_data(jax.vmap(lambda k: jax.random.split(k, 3))(keys)))
+    # other implementations fall back to jax.random
+    rbg = jax.random.key(seed, impl="rbg")
+    np.testing.assert_array_equal(jax.random.key_data(rng.split(rbg, 3)), jax.random.key_data(jax.random.split(rbg, 3)))
+
+
+def test_log_uniform_is_the_log_of_a_uniform():
+    n = 100_000
+    for key in (jax.random.key(3), jax.random.key(3, impl="rbg")):
+        log_u = np.asarray(rng.log_uniform(key, (n,), jnp.float64))
+        assert log_u.dtype == np.float64 and np.isfinite(log_u).all() and log_u.max() < 0
+        assert stats.kstest(np.exp(log_u), "uniform").pvalue > 1e-3
+    # the same bits as uniform(): log_uniform(k) == log(uniform(k)) to single precision
+    key = jax.random.key(4)
+    np.testing.assert_allclose(np.asarray(rng.log_uniform(key, (1000,))), np.log(np.asarray(rng.uniform(key, (1000,)))),
+                               rtol=1e-6)

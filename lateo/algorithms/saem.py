@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..core import rng
+from ..core.fusion import materialize
 from ..core.schedules import BurnInThenDecay, burn_in_then_decay
 from ..core.stats import stats_interpolate
 from ..inference.mcmc.kernels import robbins_monro_update, select_tree
@@ -176,14 +177,14 @@ class SAEM:
         family = self.family
         base = family.individual_std(theta_e)
         individual = chain.individual
-        key_prop, key_acc = jax.random.split(key)
+        key_prop, key_acc = rng.split(key)
         step = jnp.exp(chain.individual_log_scale)[:, None] * base
         proposal = individual + step * rng.normal(key_prop, individual.shape, individual.dtype)
         terms_new = family.subject_terms(data, chain.population, proposal)
         log_ratio = family.terms_loglik(theta_e, terms_new) + family.individual_logprior(theta_e, proposal)
         log_ratio = log_ratio - family.terms_loglik(theta_e, chain.terms) - family.individual_logprior(theta_e, individual)
-        log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
-        accept = jnp.log(rng.uniform(key_acc, log_ratio.shape, log_ratio.dtype)) < log_ratio
+        log_ratio = materialize(jnp.nan_to_num(log_ratio, nan=-jnp.inf))
+        accept = rng.log_uniform(key_acc, log_ratio.shape, log_ratio.dtype) < log_ratio
         probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
         terms = jnp.where(accept.reshape((-1,) + (1,) * (terms_new.ndim - 1)), terms_new, chain.terms)
         return jnp.where(accept[:, None], proposal, individual), probability, terms
@@ -212,8 +213,8 @@ class SAEM:
         flat, unravel = ravel_pytree(population)
         base = jnp.broadcast_to(ravel_pytree(hyper.family.population_std)[0], flat.shape)
         scale = jnp.exp(log_scale) * base
-        key_prop, key_acc = jax.random.split(key)
-        return unravel(flat + scale * jax.random.normal(key_prop, flat.shape, flat.dtype)), key_acc
+        key_prop, key_acc = rng.split(key)
+        return unravel(flat + scale * rng.normal(key_prop, flat.shape, flat.dtype)), key_acc
 
     def population_partial(self, theta, data, proposal, individual, terms):
         r"""The data's part of the log acceptance ratio, :math:`\sum_i \ell_i(w') - \ell_i(w)` over the
@@ -229,7 +230,7 @@ class SAEM:
         log_ratio = partial + family.population_logprior(theta, hyper.family, proposal)
         log_ratio = log_ratio - family.population_logprior(theta, hyper.family, population)
         log_ratio = jnp.nan_to_num(log_ratio, nan=-jnp.inf)
-        accept = jnp.log(jax.random.uniform(key_acc, (), log_ratio.dtype)) < log_ratio
+        accept = rng.log_uniform(key_acc, (), log_ratio.dtype) < log_ratio
         return accept, jnp.exp(jnp.minimum(log_ratio, 0.0))
 
     def population_scale(self, k, hyper: SAEMHyper):
@@ -286,10 +287,11 @@ class SAEM:
 
         def sweep(i, carry):
             chain, acc_ind, acc_pop = carry
-            k_ind, k_pop, k_sym = jax.random.split(jax.random.fold_in(key, i), 3)
+            k_ind, k_pop, k_sym = rng.split(rng.fold_in(key, i), 3)
             individual, a_ind, terms = self._individual_block(k_ind, theta_e, data, chain)
             chain = chain._replace(individual=individual, terms=terms)
             population, a_pop, terms = self._population_block(k_pop, theta_e, data, hyper, chain)
+            terms = materialize(terms)
             chain = chain._replace(population=population, terms=terms)
             if getattr(self.family, "symmetry_moves", None) is not None:
                 population, individual, terms = self.family.symmetry_moves(
@@ -324,7 +326,7 @@ class SAEM:
         """One simulation step of every chain; returns the chain-averaged :math:`S(y, z)`."""
         k = latent.iteration + 1
         gamma = self.step_size(k, hyper).astype(latent.chains.individual.dtype)
-        keys = jax.random.split(key, self.n_chains)
+        keys = rng.split(key, self.n_chains)
         chains, s_draw, objective = jax.vmap(
             lambda kk, ch: self._chain_step(kk, theta, data, hyper, ch, k, gamma)
         )(keys, latent.chains)

@@ -45,6 +45,35 @@ def log_joint(kind, data: M.Data, theta: M.Theta, population, z):
     return noise + prior
 
 
+def solve_small(a, b):
+    r"""Solve the batched small systems :math:`a_n x_n = b_n` (``a`` ``(N, d, d)``, ``b`` ``(N, d)``).
+
+    Gaussian elimination with partial pivoting, unrolled over the static dimension ``d`` and
+    vectorised over the batch: for the 2x2 to 6x6 systems of the subjects' Newton steps it is
+    elementwise arithmetic, where ``jnp.linalg.solve`` calls LAPACK once per subject (20x slower on
+    CPU, half the cost of a posterior-mode search). A singular system gives non-finite values, as
+    LAPACK's does. Larger ``d`` falls back to ``jnp.linalg.solve``.
+    """
+    d = a.shape[-1]
+    if d > 6:
+        return jnp.linalg.solve(a, b[..., None])[..., 0]
+    rows = [jnp.concatenate([a[..., i, :], b[..., i, None]], axis=-1) for i in range(d)]
+    for col in range(d):
+        below = jnp.stack(rows[col:], axis=-2)  # (N, d - col, d + 1)
+        pivot = jnp.argmax(jnp.abs(below[..., col]), axis=-1)
+        top = jnp.take_along_axis(below, pivot[..., None, None], axis=-2)[..., 0, :]
+        for offset in range(1, d - col):  # the pivot row and the current row change places
+            rows[col + offset] = jnp.where((pivot == offset)[..., None], rows[col], rows[col + offset])
+        rows[col] = top
+        for r in range(col + 1, d):
+            rows[r] = rows[r] - (rows[r][..., col] / top[..., col])[..., None] * top
+    x = [None] * d
+    for r in reversed(range(d)):
+        acc = rows[r][..., d] - sum((rows[r][..., c] * x[c] for c in range(r + 1, d)), start=jnp.zeros_like(rows[r][..., d]))
+        x[r] = acc / rows[r][..., r]
+    return jnp.stack(x, axis=-1)
+
+
 def _grad_hess(fn, z):
     """Per-subject gradient ``(N, 2)`` and Hessian ``(N, 2, 2)`` of a sum of independent terms."""
 
@@ -68,7 +97,7 @@ def posterior_mode(kind, data, theta, population, init, n_iter: int = 50):
         z, damping = carry
         value = fn(z)
         g, h = _grad_hess(fn, z)
-        step = jnp.linalg.solve(-h + damping[:, None, None] * eye, g[..., None])[..., 0]
+        step = solve_small(-h + damping[:, None, None] * eye, g)
         candidate = z + step
         better = fn(candidate) > value
         ok = better & jnp.all(jnp.isfinite(candidate), axis=1)
@@ -109,18 +138,29 @@ def posterior_samples(key, kind, data, theta, population, mode, cov, n_samples: 
     return draws[n_warmup:], jnp.mean(accepted[n_warmup:])
 
 
+def chi_square(key, df: float, shape, dtype):
+    r"""Chi-square draws with ``df`` degrees of freedom: :math:`-2 \sum_{k \le df/2} \log U_k` for an
+    even integer ``df`` (a sum of exponentials, exact, 25x faster on CPU than the gamma sampler's
+    rejection loop), otherwise :math:`2\,\mathrm{Gamma}(df/2)`."""
+    half = df / 2.0
+    if float(half).is_integer() and 1 <= half <= 8:
+        u = jax.random.uniform(key, (int(half), *shape), dtype, minval=jnp.finfo(dtype).tiny)
+        return -2.0 * jnp.sum(jnp.log(u), axis=0)
+    return 2.0 * jax.random.gamma(key, half, shape, dtype)
+
+
 def importance_loglik(key, kind, data, theta, population, mode, cov, n_samples: int, df: float = 4.0):
     """Per-subject :math:`\\log p(y_i)` and its Monte Carlo standard error, by importance sampling."""
     n, d = mode.shape
     chol = jnp.linalg.cholesky(cov)
     k1, k2 = jax.random.split(key)
     normal = jax.random.normal(k1, (n_samples, n, d), mode.dtype)
-    chi2 = 2.0 * jax.random.gamma(k2, df / 2.0, (n_samples, n), mode.dtype)
-    scale = jnp.sqrt(df / chi2)[..., None]
-    z = mode + scale * jnp.einsum("nij,snj->sni", chol, normal)
-    # log density of the multivariate t (df, mode, cov) at z
-    white = jax.scipy.linalg.solve_triangular(chol[None], (z - mode)[..., None], lower=True)[..., 0]
-    maha = jnp.sum(white**2, axis=-1)
+    scale = jnp.sqrt(df / chi_square(k2, df, (n_samples, n), mode.dtype))
+    # z = mode + scale L eps (L eps as a broadcast product: d is small)
+    z = mode + scale[..., None] * jnp.sum(chol * normal[:, :, None, :], axis=-1)
+    # log density of the multivariate t (df, mode, cov) at z; its whitened deviation
+    # L^-1 (z - mode) is scale * eps exactly, so no triangular solve
+    maha = scale**2 * jnp.sum(normal**2, axis=-1)
     log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     log_q = (
         jax.scipy.special.gammaln((df + d) / 2) - jax.scipy.special.gammaln(df / 2)
@@ -190,7 +230,7 @@ def laplace_scores(kind, data, theta, mode):
             return log_joint(kind, data, th, th.population, z)
 
         g, h = _grad_hess(fn, mode)
-        z = mode - jnp.linalg.solve(h, g[..., None])[..., 0]
+        z = mode - solve_small(h, g)
         _, h2 = _grad_hess(fn, z)
         value = fn(z) - 0.5 * jnp.linalg.slogdet(-h2)[1]
         return value, value

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...core import fastmath, rng
 from ...inference.mcmc.kernels import select_tree
 
 MODELS = ("linear", "logistic")
@@ -126,7 +127,7 @@ def curve(kind: str, s, position, speed, shift=0.0):
         return position + speed * s + shift
     g, v = jnp.exp(position), jnp.exp(speed)
     metric = (1.0 + g) ** 2 / g
-    return jax.nn.sigmoid(metric * (v * s + shift) - position)  # 1 / (1 + g exp(-(v s + w)(1+g)^2/g))
+    return fastmath.sigmoid(metric * (v * s + shift) - position)  # 1 / (1 + g exp(-(v s + w)(1+g)^2/g))
 
 
 def shift_basis(kind: str, population: Population):
@@ -368,12 +369,13 @@ class ProgressionFamily:
         \varepsilon_0/\sqrt n`, :math:`\eta = 2.4\sigma_\xi \varepsilon_1/\sqrt n`, the ridge step
         :math:`c\,2.4\sigma_\tau\varepsilon_2/\sqrt n` (:math:`c \in \{1, 4, 16\}` uniformly) and the
         three :math:`\log u` of the acceptance tests (``n``: the number of subjects)."""
-        k_normal, k_uniform, k_size = jax.random.split(key, 3)
-        normal = jax.random.normal(k_normal, (3,), dtype)  # one draw each for the shift, scale and ridge
-        log_u = jnp.log(jax.random.uniform(k_uniform, (3,), dtype))
+        k_normal, k_uniform = rng.split(key)
+        normal = rng.normal(k_normal, (3,), dtype)  # one draw each for the shift, scale and ridge
+        uniform = rng.uniform(k_uniform, (4,), dtype)
+        log_u = jnp.log(uniform[:3])
         delta = 2.4 * theta.tau_std / jnp.sqrt(n) * normal[0]
         eta = 2.4 * theta.xi_std / jnp.sqrt(n) * normal[1]
-        size = jnp.array([1.0, 4.0, 16.0], dtype)[jax.random.randint(k_size, (), 0, 3)]
+        size = 4.0 ** jnp.floor(3.0 * uniform[3])  # 1, 4 or 16, equally likely
         ridge = size * 2.4 * theta.tau_std / jnp.sqrt(n) * normal[2]
         return SymmetryDraws(delta, eta, ridge, log_u)
 
