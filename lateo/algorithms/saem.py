@@ -49,6 +49,13 @@ from ..core.stats import stats_interpolate
 from ..inference.mcmc.kernels import robbins_monro_update, select_tree
 
 
+def _exp_single(x):
+    """``exp(x)`` in single precision, cast back: for the proposal scales and the acceptance
+    probabilities, which only steer the adaptation (any positive scale gives a valid proposal),
+    at a quarter of the cost of a double-precision exponential on CPU."""
+    return jnp.exp(x.astype(jnp.float32)).astype(x.dtype)
+
+
 class ChainState(NamedTuple):
     """One chain's latent draw, adaptive proposal scales and its own SA statistics."""
 
@@ -178,14 +185,14 @@ class SAEM:
         base = family.individual_std(theta_e)
         individual = chain.individual
         key_prop, key_acc = rng.split(key)
-        step = jnp.exp(chain.individual_log_scale)[:, None] * base
+        step = _exp_single(chain.individual_log_scale)[:, None] * base
         proposal = individual + step * rng.normal(key_prop, individual.shape, individual.dtype)
         terms_new = family.subject_terms(data, chain.population, proposal)
         log_ratio = family.terms_loglik(theta_e, terms_new) + family.individual_logprior(theta_e, proposal)
         log_ratio = log_ratio - family.terms_loglik(theta_e, chain.terms) - family.individual_logprior(theta_e, individual)
         log_ratio = materialize(jnp.nan_to_num(log_ratio, nan=-jnp.inf))
         accept = rng.log_uniform(key_acc, log_ratio.shape, log_ratio.dtype) < log_ratio
-        probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
+        probability = _exp_single(jnp.minimum(log_ratio, 0.0))
         terms = jnp.where(accept.reshape((-1,) + (1,) * (terms_new.ndim - 1)), terms_new, chain.terms)
         return jnp.where(accept[:, None], proposal, individual), probability, terms
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -33,6 +34,7 @@ def _pow2(k):
     return lax.bitcast_convert_type(bits << 52, jnp.float64)
 
 
+@jax.custom_jvp
 def exp(x):
     r""":math:`e^x`: :math:`x = k \ln 2 + r`, :math:`|r| \le \tfrac12 \ln 2`, :math:`e^x = 2^k e^r` with
     :math:`e^r` by its degree-12 Taylor polynomial (Horner). :math:`2^k` is applied as two factors,
@@ -51,12 +53,27 @@ def exp(x):
     return jnp.where(jnp.isnan(x), x, out)
 
 
+@exp.defjvp
+def _exp_jvp(primals, tangents):
+    """:math:`d e^x = e^x dx`: the derivative from the value, not through the polynomial."""
+    value = exp(primals[0])
+    return value, value * tangents[0]
+
+
+@jax.custom_jvp
 def sigmoid(x):
     r"""The logistic function :math:`1 / (1 + e^{-x})` with :func:`exp`."""
     x = jnp.asarray(x)
     if x.dtype != jnp.float64:
         return lax.logistic(x)
     return 1.0 / (1.0 + exp(-x))
+
+
+@sigmoid.defjvp
+def _sigmoid_jvp(primals, tangents):
+    r""":math:`d\sigma = \sigma (1 - \sigma) dx`."""
+    value = sigmoid(primals[0])
+    return value, value * (1.0 - value) * tangents[0]
 
 
 __all__ = ["exp", "sigmoid"]

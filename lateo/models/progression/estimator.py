@@ -311,7 +311,7 @@ class ProgressionModel(ParamsMixin):
         saem = self._saem()
         hyper = saem.make_hyper(hyper, burn_in)
         key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
-        latent = saem.init_latent(key_chains, theta, data, hyper, theta.population, individual)
+        latent = _init_latent_jit(saem, key_chains, theta, data, hyper, individual)
         state = loop.init(saem, theta, data, hyper, key_loop, latent)
         tol = -np.inf if self.tol is None else check_float(self.tol, name="tol", low=0.0)
         result = loop.run(saem, state, data, hyper, max_iter=n_iter, tol=tol,
@@ -654,6 +654,11 @@ class ProgressionModel(ParamsMixin):
         rng = np.random.default_rng(random_state)
         return simulate_cohort(self.model, self.theta_, n_subjects, visits, rng, self.features_,
                                self.id_col, self.time_col)  # fmt: skip
+
+
+@partial(jax.jit, static_argnames=("saem",))
+def _init_latent_jit(saem, key, theta, data, hyper, individual):
+    return saem.init_latent(key, theta, data, hyper, theta.population, individual)
 
 
 @partial(jax.jit, static_argnames=("kind",))
