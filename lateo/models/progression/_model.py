@@ -184,16 +184,25 @@ def residual_squares(kind, data: Data, population, tau, xi, sources=None):
     return sum_visits(data.mask * (data.values - fitted) ** 2)
 
 
+@jax.custom_jvp
 def sum_visits(x):
     """Sum over the visit axis (``-2``) as a chain of additions over the (static, bucketed) visits.
 
     XLA:CPU lowers ``jnp.sum(x, axis=-2)`` of an ``(N, V, K)`` array to a reduction that cost
-    4x the additions (and most of an SAEM sweep); the unrolled sum fuses with the curve.
+    4x the additions (and most of an SAEM sweep); the unrolled sum fuses with the curve. Its
+    derivative is the plain sum, whose transpose (the gradient) is a broadcast: the additions'
+    transpose was one padded copy of the cotangent per visit (half of a gradient step of
+    :func:`._inference.joint_map`).
     """
     total = x[..., 0, :]
     for j in range(1, x.shape[-2]):
         total = total + x[..., j, :]
     return total
+
+
+@sum_visits.defjvp
+def _sum_visits_jvp(primals, tangents):
+    return sum_visits(primals[0]), jnp.sum(tangents[0], axis=-2)
 
 
 def loglik_from_residuals(theta: Theta, res2):
