@@ -298,7 +298,7 @@ class SAEM:
             individual, a_ind, terms = self._individual_block(k_ind, theta_e, data, chain)
             chain = chain._replace(individual=individual, terms=terms)
             population, a_pop, terms = self._population_block(k_pop, theta_e, data, hyper, chain)
-            terms = materialize(terms)
+            terms = materialize(terms)  # computed once for the symmetry moves and the statistics (core.fusion)
             chain = chain._replace(population=population, terms=terms)
             if getattr(self.family, "symmetry_moves", None) is not None:
                 population, individual, terms = self.family.symmetry_moves(
