@@ -38,7 +38,8 @@ def _pow2(k):
 def exp(x):
     r""":math:`e^x`: :math:`x = k \ln 2 + r`, :math:`|r| \le \tfrac12 \ln 2`, :math:`e^x = 2^k e^r` with
     :math:`e^r` by its degree-12 Taylor polynomial (Horner). :math:`2^k` is applied as two factors,
-    so overflow gives ``inf`` and underflow gradual subnormals and 0, as ``jnp.exp``; NaN propagates."""
+    so overflow gives ``inf`` and underflow 0 (or a subnormal where the CPU keeps them), as
+    ``jnp.exp``; NaN propagates through the polynomial."""
     x = jnp.asarray(x)
     if x.dtype != jnp.float64:
         return jnp.exp(x)
@@ -49,8 +50,7 @@ def exp(x):
     for coefficient in _TAYLOR[11::-1]:
         p = p * r + coefficient
     half = jnp.floor(0.5 * k)
-    out = p * _pow2(half) * _pow2(k - half)
-    return jnp.where(jnp.isnan(x), x, out)
+    return p * _pow2(half) * _pow2(k - half)  # NaN: p is NaN
 
 
 @exp.defjvp
