@@ -116,10 +116,7 @@ def uniform(key, shape, dtype=jnp.float32):
 def log_uniform(key, shape, dtype=jnp.float32):
     """Logarithms of uniforms on ``(0, 1)``, computed in single precision (the test of a
     Metropolis acceptance, :math:`\\log u < \\log r`; a double-precision logarithm cost 5x more)."""
-    shape = tuple(shape)
-    if not _is_threefry(key):
-        return jnp.log(uniform(key, shape, jnp.float32)).astype(dtype)
-    return jnp.log(_unit_float32(random_bits(key, int(np.prod(shape, dtype=int))))).reshape(shape).astype(dtype)
+    return jnp.log(uniform(key, shape, jnp.float32)).astype(dtype)
 
 
 def normal(key, shape, dtype=jnp.float32):
