@@ -23,6 +23,9 @@ at best recover).
 * lateo, defaults: ``ProgressionModel("logistic", n_iter)`` (2 chains, 5
   sweeps per iteration). Individual parameters: the stochastic-approximation
   average of the draws after burn-in.
+* lateo, same budget in single precision: as the first, with ``dtype="float32"``
+  (the SAEM iterations in float32, Leaspy's precision: ``leaspy.dtype``; the
+  start, the refinement and the reported estimates stay in float64).
 
 lateo's estimates are its fits' ``params_``: SAEM followed by the Laplace
 refinement (``refine="laplace"``, in the fit time, not in the loop time);
@@ -45,7 +48,7 @@ absolute scale (lateo: t0_ + tau_i).
 
 Parameter errors on one cohort mostly measure where that sample's maximum-likelihood estimate
 fell; ``error_replicates`` repeats the comparison (lateo same budget, with its default
-refinement, against Leaspy) on ``--replicates`` further cohorts (seeds ``seed + 1, ...``) and
+refinement, in float64 and in float32, against Leaspy) on ``--replicates`` further cohorts (seeds ``seed + 1, ...``) and
 reports the mean summed relative error over all six parameters and over the four the issue
 quotes (tau_mean, tau_std, xi_std, noise_std), with standard errors and the paired difference.
 
@@ -140,9 +143,11 @@ def error_replicates(n, visits, seeds, n_iter, with_leaspy: bool):
     rows = []
     for seed in seeds:
         df, _, _ = make_data(n, visits, seed)
-        m = lateo.ProgressionModel("logistic", n_iter=n_iter, n_chains=1, n_mh_steps=1, random_state=0,
-                                   progress=False).fit(df)  # fmt: skip
-        row = dict(seed=seed, lateo=lateo_params(m))
+        row = dict(seed=seed)
+        for label, dtype in (("lateo", "float64"), ("lateo_float32", "float32")):
+            m = lateo.ProgressionModel("logistic", n_iter=n_iter, n_chains=1, n_mh_steps=1, random_state=0,
+                                       progress=False, dtype=dtype).fit(df)  # fmt: skip
+            row[label] = lateo_params(m)
         if with_leaspy:
             from _leaspy_peer import fit_leaspy
 
@@ -300,8 +305,11 @@ def main(argv=None):
             row["leaspy"] = run_leaspy(df, truth, args.iters, args.seed)
         row["lateo_same_budget"] = run_lateo(df, truth, args.iters, n_chains=1, n_mh_steps=1, random_state=0)
         row["lateo_default"] = run_lateo(df, truth, args.iters, random_state=0)
+        # Leaspy's precision: its tensors are float32 (leaspy.dtype)
+        row["lateo_same_budget_float32"] = run_lateo(df, truth, args.iters, n_chains=1, n_mh_steps=1, random_state=0,
+                                                     dtype="float32")  # fmt: skip
         if "leaspy" in row:
-            for name in ("lateo_same_budget", "lateo_default"):
+            for name in ("lateo_same_budget", "lateo_default", "lateo_same_budget_float32"):
                 row[name]["ratio_leaspy_over_lateo_per_iter"] = (
                     row["leaspy"]["seconds_per_iter"] / row[name]["seconds_per_iter"]
                 )

@@ -127,7 +127,7 @@ def save_spaghetti(model, frame, path: Path) -> None:
 
 
 def fit_progression(data, frame, model_kind, n_iter, chains, burn_in, random_state, out, features, id_col, time_col,
-                    plot, n_sources=None):  # fmt: skip
+                    plot, n_sources=None, dtype=None):  # fmt: skip
     """``lateo fit progression``: fit, print the summary, save the model (and the figure)."""
     from lateo.io import save_model
     from lateo.models.progression import ProgressionModel
@@ -137,7 +137,8 @@ def fit_progression(data, frame, model_kind, n_iter, chains, burn_in, random_sta
     if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise click.BadParameter(f"{plot} should end in .png, .pdf, .svg or .jpg.", param_hint="--plot")
     model = _build(ProgressionModel, model=model_kind, n_iter=n_iter, n_chains=chains, burn_in=burn_in,
-                   n_sources=n_sources, random_state=random_state, id_col=id_col, time_col=time_col)  # fmt: skip
+                   n_sources=n_sources, random_state=random_state, id_col=id_col, time_col=time_col,
+                   dtype=dtype)  # fmt: skip
     console = _console()
     start = time.perf_counter()
     try:

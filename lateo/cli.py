@@ -581,6 +581,8 @@ def _write_csv(frame, out: Path | None, message: str) -> None:
 @click.option("--sources", type=click.IntRange(min=0),
               help="Independent sources of space shifts (several features; at most features - 1; default 0).")
 @click.option("--random-state", type=click.IntRange(min=0), help="Seed, for reproducible fits.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]),
+              help="Precision of the SAEM iterations (default float64; float32 is Leaspy's, and faster).")
 @click.option("--features", help="Comma-separated feature columns (default: every column but ID and TIME).")
 @click.option("--id-col", default="ID", show_default=True, help="Column naming each row's subject.")
 @click.option("--time-col", default="TIME", show_default=True, help="Column with the time (age) of each visit.")
@@ -590,8 +592,8 @@ def _write_csv(frame, out: Path | None, message: str) -> None:
 )
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also save the spaghetti plot (PNG).")
 @_clean_errors
-def fit_progression(data, model_kind, n_iter, chains, burn_in, sources, random_state, features, id_col, time_col, out,
-                    plot):  # fmt: skip
+def fit_progression(data, model_kind, n_iter, chains, burn_in, sources, random_state, dtype, features, id_col,
+                    time_col, out, plot):  # fmt: skip
     """Fit a disease-progression model (MCMC-SAEM) to the long table DATA and save it to --out.
 
     DATA has one row per visit: a subject ID column, a TIME column and one
@@ -600,7 +602,7 @@ def fit_progression(data, model_kind, n_iter, chains, burn_in, sources, random_s
     from lateo import _cli_progression as progression
 
     progression.fit_progression(data, _read_table(data), model_kind, n_iter, chains, burn_in, random_state, out,
-                                features, id_col, time_col, plot, n_sources=sources)  # fmt: skip
+                                features, id_col, time_col, plot, n_sources=sources, dtype=dtype)  # fmt: skip
 
 
 @main.command()

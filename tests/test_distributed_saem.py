@@ -102,6 +102,7 @@ def test_subject_split_across_partitions_raises(client):
     ({"model": "cubic"}, {}, "model"),
     ({}, {"features": ["nope"]}, "not feature columns"),
     ({"refine": "exact"}, {}, "refine"),
+    ({"dtype": "float32"}, {}, "dtype='float32' is for in-memory fits"),
 ])  # fmt: skip
 def test_bad_options(client, kwargs, fit_kwargs, match):
     df, _ = cohort("logistic", 20)

@@ -65,7 +65,7 @@ def fitted(runner, csv, workdir):
     result = runner.invoke(
         main, ["fit", "progression", str(csv), "--model", "logistic", "--n-iter", "120", "--chains", "2",
                "--random-state", "0", "--id-col", "subject", "--time-col", "age", "--features", "memory,motor",
-               "--out", str(out),
+               "--dtype", "float32", "--out", str(out),
                "--plot", str(plot)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -83,6 +83,7 @@ def test_fit_prints_table_saves_model_and_plot(fitted, cohort):
     assert isinstance(model, ProgressionModel)
     assert model.features_ == FEATURES
     assert (model.id_col, model.time_col, model.n_iter_, model.n_chains) == ("subject", "age", 120, 2)
+    assert model.dtype == "float32" and model.params_.dtype == np.float64
     assert sorted(model.individual_parameters_.index) == sorted(cohort["subject"].unique())
 
 

@@ -642,8 +642,11 @@ def fit_progression(est, ddf, *, n_iter=None, features=None, client=None):
     from ..models.progression._data import from_dataframe
     from ..models.progression.estimator import _BOUNDS
 
-    client = get_client(client)
     n_iter, burn_in = est._check_params(est.n_iter if n_iter is None else n_iter)
+    if est.dtype not in ("float64", np.float64):
+        raise ValueError(f"dtype={est.dtype!r} is for in-memory fits: a Dask DataFrame is fitted in float64; "
+                         "pass dtype='float64' or fit a pandas DataFrame.")  # fmt: skip
+    client = get_client(client)
     bounds = _BOUNDS[est.model]
     cohort = cohort_partitions(ddf, client, features=features, id_col=est.id_col, time_col=est.time_col,
                                bounds=bounds)  # fmt: skip

@@ -162,14 +162,15 @@ class SAEM:
 
     def jitter_individual(self, key, theta, individual):
         r"""A chain's start: :math:`z_i + 0.05\,\sigma \odot \varepsilon_i` (``individual_std`` :math:`\sigma`)."""
-        return individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(key, individual.shape)
+        return individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(key, individual.shape,
+                                                                                 individual.dtype)
 
     @staticmethod
     def jitter_population(key, family_hyper, population):
         r"""A chain's start: :math:`w + 0.05\,s \odot \varepsilon` (``population_std`` :math:`s`)."""
         flat, unravel = ravel_pytree(population)
         base = ravel_pytree(family_hyper.population_std)[0]
-        return unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(key, flat.shape))
+        return unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(key, flat.shape, flat.dtype))
 
     # ------------------------------------------------------------------ simulation step
 

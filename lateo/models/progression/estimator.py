@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..._config import resolve_dtype
 from ..._validation import check_float, check_int, check_option, check_random_key
 from ...algorithms import distributed
 from ...algorithms.saem import SAEM
@@ -39,6 +40,14 @@ def _within_subject_slopes(times, values, mask):
     ok = (n >= 2) & (sxx > 0)
     slopes = np.where(ok, sxy / np.where(ok, sxx, 1.0), np.nan)
     return np.nanmean(slopes, axis=0), tm, ym, n
+
+
+def _cast_floats(tree, dtype):
+    """The floating-point arrays of ``tree`` in ``dtype`` (the others, keys and integers, as they are)."""
+    def cast(x):
+        return x.astype(dtype) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree_util.tree_map(cast, tree)
 
 
 class ProgressionModel(ParamsMixin):
@@ -113,6 +122,14 @@ class ProgressionModel(ParamsMixin):
         ``refine_loglik_gain_``). ``None`` keeps the raw SAEM estimate (always in
         ``params_saem_``); ``refine_steps_`` and ``refine_gain_`` (Laplace
         log-likelihood gained) report the refinement.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the SAEM iterations (the sampler, its statistics and the
+        M-step). ``"float32"`` is Leaspy's precision: faster (about 1.25x on
+        CPU at 2,000 subjects; more on GPUs), at the cost of single-precision
+        residuals, so keep float64 where the noise is below about 1e-4 of the
+        data's scale. The start, the Laplace refinement, the likelihood, the
+        standard errors and the reported parameters are computed in float64
+        either way (where JAX's 64-bit mode is on).
     random_state : None, int or jax key
     progress : {"auto", True, False}
     id_col, time_col : str
@@ -149,7 +166,7 @@ class ProgressionModel(ParamsMixin):
 
     def __init__(self, model="logistic", *, n_iter=1000, burn_in=0.5, alpha=0.8, n_chains=2, n_mh_steps=5,
                  target_accept=0.3, annealing=0, variance_prior=None, population_prior_std=None,
-                 n_sources=0, population_shrink=0.1, tol=None, refine="laplace",
+                 n_sources=0, population_shrink=0.1, tol=None, refine="laplace", dtype="float64",
                  random_state=None, progress="auto", id_col="ID", time_col="TIME"):  # fmt: skip
         self._store_init_args(locals())
 
@@ -171,6 +188,7 @@ class ProgressionModel(ParamsMixin):
         if self.refine not in ("laplace", None):
             raise ValueError(f"refine must be 'laplace' or None, got {self.refine!r}.")
         check_progress(self.progress)
+        resolve_dtype(self.dtype)
         return n_iter, burn_in
 
     def _check_sources(self, n_features):
@@ -311,11 +329,14 @@ class ProgressionModel(ParamsMixin):
         saem = self._saem()
         hyper = saem.make_hyper(hyper, burn_in)
         key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
-        latent = _init_latent_jit(saem, key_chains, theta, data, hyper, individual)
-        state = loop.init(saem, theta, data, hyper, key_loop, latent)
+        work = partial(_cast_floats, dtype=resolve_dtype(self.dtype))  # the SAEM iterations' precision
+        loop_data, hyper = work(data), work(hyper)
+        latent = _init_latent_jit(saem, key_chains, work(theta), loop_data, hyper, work(individual))
+        state = loop.init(saem, work(theta), loop_data, hyper, key_loop, latent)
         tol = -np.inf if self.tol is None else check_float(self.tol, name="tol", low=0.0)
-        result = loop.run(saem, state, data, hyper, max_iter=n_iter, tol=tol,
+        result = loop.run(saem, state, loop_data, hyper, max_iter=n_iter, tol=tol,
                           progress=self.progress, description=f"SAEM ({self.model})")  # fmt: skip
+        result = result._replace(state=_cast_floats(result.state, data.times.dtype))
         theta = result.state.params
         names = M.theta_names(list(ld.features), int(self.n_sources))
         self.params_saem_ = pd.Series(self._natural_scale(M.theta_vector(theta)[None, None], names)[0, 0], index=names)
