@@ -15,7 +15,8 @@ VISITS = np.arange(-3, 3) * 1.5
 
 @pytest.fixture(scope="module")
 def fits():
-    df, _ = simulate_cohort("logistic", THETA, 300, VISITS, np.random.default_rng(3), ["score"])
+    # the shapes of tests/test_progression.py's N = 500 logistic fits: the float64 program is compiled once
+    df, _ = simulate_cohort("logistic", THETA, 500, VISITS, np.random.default_rng(3), ["score"])
     seen = []
     run = loop.run
 
