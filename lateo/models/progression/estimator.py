@@ -124,8 +124,8 @@ class ProgressionModel(ParamsMixin):
         log-likelihood gained) report the refinement.
     dtype : {"float64", "float32"}, default="float64"
         Precision of the SAEM iterations (the sampler, its statistics and the
-        M-step). ``"float32"`` is Leaspy's precision: faster (about 1.25x on
-        CPU at 2,000 subjects; more on GPUs), at the cost of single-precision
+        M-step). ``"float32"`` is Leaspy's precision: faster (1.3-1.6x on
+        CPU at 2,000 subjects; the precision to use on GPUs), at the cost of single-precision
         residuals, so keep float64 where the noise is below about 1e-4 of the
         data's scale. The start, the Laplace refinement, the likelihood, the
         standard errors and the reported parameters are computed in float64
