@@ -44,6 +44,9 @@ def test_float32_runs_the_loop_in_single_precision_and_reports_double(fits):
 
 
 def test_float32_estimates_agree_with_float64_within_standard_errors(fits):
+    """Both fits estimate the same maximum-likelihood estimate (same start, keys and refinement; the
+    chains part where rounding first flips a decision), so they differ by SAEM's Monte Carlo error,
+    a fraction of a standard error (see tests/test_distributed_saem.py)."""
     df, models, _ = fits
     se = models["float64"].standard_errors(df)
     z = (models["float32"].params_ - models["float64"].params_) / se

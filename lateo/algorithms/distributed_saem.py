@@ -637,13 +637,14 @@ def fit_progression(est, ddf, *, n_iter=None, features=None, client=None):
     """
     import pandas as pd
 
+    from .._config import resolve_dtype
     from .._validation import check_float, check_random_key
     from ..models.progression import _model as M
     from ..models.progression._data import from_dataframe
     from ..models.progression.estimator import _BOUNDS
 
     n_iter, burn_in = est._check_params(est.n_iter if n_iter is None else n_iter)
-    if est.dtype not in ("float64", np.float64):
+    if resolve_dtype(est.dtype) != np.float64:
         raise ValueError(f"dtype={est.dtype!r} is for in-memory fits: a Dask DataFrame is fitted in float64; "
                          "pass dtype='float64' or fit a pandas DataFrame.")  # fmt: skip
     client = get_client(client)

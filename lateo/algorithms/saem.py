@@ -162,8 +162,8 @@ class SAEM:
 
     def jitter_individual(self, key, theta, individual):
         r"""A chain's start: :math:`z_i + 0.05\,\sigma \odot \varepsilon_i` (``individual_std`` :math:`\sigma`)."""
-        return individual + 0.05 * self.family.individual_std(theta) * jax.random.normal(key, individual.shape,
-                                                                                 individual.dtype)
+        noise = jax.random.normal(key, individual.shape, individual.dtype)
+        return individual + 0.05 * self.family.individual_std(theta) * noise
 
     @staticmethod
     def jitter_population(key, family_hyper, population):
