@@ -48,9 +48,10 @@ absolute scale (lateo: t0_ + tau_i).
 
 Parameter errors on one cohort mostly measure where that sample's maximum-likelihood estimate
 fell; ``error_replicates`` repeats the comparison (lateo same budget, with its default
-refinement, in float64 and in float32, against Leaspy) on ``--replicates`` further cohorts (seeds ``seed + 1, ...``) and
-reports the mean summed relative error over all six parameters and over the four the issue
-quotes (tau_mean, tau_std, xi_std, noise_std), with standard errors and the paired difference.
+refinement, in float64 and in float32, against Leaspy) on ``--replicates`` further cohorts
+(seeds ``seed + 1, ...``) and reports the mean summed relative error over all six parameters and
+over the four the issue quotes (tau_mean, tau_std, xi_std, noise_std), with standard errors and
+the paired difference.
 
     .venv/bin/python benchmarks/bench_saem.py [--sizes 200,2000] [--visits 6] [--iters 1000] [--seed 0]
         [--replicates 5]
