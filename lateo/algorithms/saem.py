@@ -170,7 +170,8 @@ class SAEM:
         r"""A chain's start: :math:`w + 0.05\,s \odot \varepsilon` (``population_std`` :math:`s`)."""
         flat, unravel = ravel_pytree(population)
         base = ravel_pytree(family_hyper.population_std)[0]
-        return unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * jax.random.normal(key, flat.shape, flat.dtype))
+        noise = jax.random.normal(key, flat.shape, flat.dtype)
+        return unravel(flat + 0.05 * jnp.broadcast_to(base, flat.shape) * noise)
 
     # ------------------------------------------------------------------ simulation step
 

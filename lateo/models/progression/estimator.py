@@ -330,9 +330,9 @@ class ProgressionModel(ParamsMixin):
         hyper = saem.make_hyper(hyper, burn_in)
         key_chains, key_loop = jax.random.split(check_random_key(self.random_state))
         work = partial(_cast_floats, dtype=resolve_dtype(self.dtype))  # the SAEM iterations' precision
-        loop_data, hyper = work(data), work(hyper)
-        latent = _init_latent_jit(saem, key_chains, work(theta), loop_data, hyper, work(individual))
-        state = loop.init(saem, work(theta), loop_data, hyper, key_loop, latent)
+        loop_data, loop_theta, hyper = work(data), work(theta), work(hyper)
+        latent = _init_latent_jit(saem, key_chains, loop_theta, loop_data, hyper, work(individual))
+        state = loop.init(saem, loop_theta, loop_data, hyper, key_loop, latent)
         tol = -np.inf if self.tol is None else check_float(self.tol, name="tol", low=0.0)
         result = loop.run(saem, state, loop_data, hyper, max_iter=n_iter, tol=tol,
                           progress=self.progress, description=f"SAEM ({self.model})")  # fmt: skip
